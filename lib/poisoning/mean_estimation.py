@@ -1,0 +1,304 @@
+"""Mean estimation under data poisoning: estimators, the distance-filter defence and attacks on it.
+
+Defined in chapter "Poisoning the mean" (``chapters/02_mean_estimation.md``) and used by assignment 1.
+
+The setting: ``n`` samples, of which a fraction ``epsilon`` may be chosen by an adversary, and we want the
+mean of the clean distribution. Every function accepts one-dimensional data (shape ``(n,)``) or
+``d``-dimensional data (shape ``(n, d)``) and answers in the same form: a float or a length-``d`` vector
+for estimates, an array shaped like the input for points.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import erfc
+from sklearn.utils import check_random_state
+
+__all__ = [
+    "empirical_mean",
+    "coordinatewise_median",
+    "trimmed_mean",
+    "distance_filter",
+    "filtered_mean",
+    "pruning_radius",
+    "naive_attack",
+    "adaptive_attack",
+    "spectral_filter_mean",
+    "make_contaminated_gaussian",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------------------------------
+def _as_samples(X, name="X"):
+    """Return ``(X2, is_1d)``: the samples as a float ``(n, d)`` array and whether the input was 1-D."""
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of numbers") from None
+    if X.ndim not in (1, 2):
+        raise ValueError(f"{name} must have shape (n,) or (n, d), got shape {X.shape}")
+    if X.shape[0] == 0 or X.size == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return (X[:, None], True) if X.ndim == 1 else (X, False)
+
+
+def _as_output(vector, is_1d):
+    """A length-d estimate back in the caller's form: a float for 1-D data."""
+    return float(vector[0]) if is_1d else vector
+
+
+def _check_positive(value, name):
+    if not np.isscalar(value) or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _check_count(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _unit_direction(direction, d):
+    """``direction`` normalised to unit length; default: the first coordinate axis."""
+    if direction is None:
+        u = np.zeros(d)
+        u[0] = 1.0
+        return u
+    u = np.atleast_1d(np.asarray(direction, dtype=np.float64)).ravel()
+    if u.shape != (d,):
+        raise ValueError(f"direction must have {d} entries, got {u.shape[0]}")
+    norm = np.linalg.norm(u)
+    if not np.isfinite(norm) or norm == 0:
+        raise ValueError("direction must be a finite, non-zero vector")
+    return u / norm
+
+
+# --------------------------------------------------------------------------------------------------
+# estimators
+# --------------------------------------------------------------------------------------------------
+def empirical_mean(X):
+    r"""The empirical mean :math:`\hat\mu = \frac1n \sum_i x_i`.
+
+    The best estimator on clean Gaussian data, and the least robust one: a single point at distance
+    :math:`r` moves it by :math:`r/n`, so an :math:`\epsilon` fraction of poisons moves it arbitrarily far.
+    """
+    X2, is_1d = _as_samples(X)
+    return _as_output(X2.mean(axis=0), is_1d)
+
+
+def coordinatewise_median(X):
+    r"""The median of each coordinate separately.
+
+    In one dimension its breakdown point is 1/2: :math:`\epsilon < 1/2` poisons move it by
+    :math:`O(\epsilon)` standard deviations. In :math:`d` dimensions the per-coordinate errors add up:
+    :math:`\Theta(\epsilon\sqrt d)` in :math:`\ell_2`, the same rate as the naive estimators.
+    """
+    X2, is_1d = _as_samples(X)
+    return _as_output(np.median(X2, axis=0), is_1d)
+
+
+def trimmed_mean(X, trim_fraction=0.1):
+    r"""The coordinate-wise trimmed mean: in each coordinate, drop the ``k = floor(trim_fraction * n)``
+    smallest and ``k`` largest values and average the rest.
+
+    Equal to :func:`scipy.stats.trim_mean` (which the tests check). ``trim_fraction`` must lie in
+    ``[0, 0.5)``; 0 gives the empirical mean. With ``trim_fraction >= epsilon`` every poison sitting
+    outside the clean range is cut, but poisons *inside* the clean range still shift it.
+    """
+    X2, is_1d = _as_samples(X)
+    if not np.isscalar(trim_fraction) or not 0 <= trim_fraction < 0.5:
+        raise ValueError(f"trim_fraction must lie in [0, 0.5), got {trim_fraction!r}")
+    n = X2.shape[0]
+    k = int(np.floor(trim_fraction * n))
+    kept = np.sort(X2, axis=0)[k : n - k]
+    return _as_output(kept.mean(axis=0), is_1d)
+
+
+# --------------------------------------------------------------------------------------------------
+# the distance-filter defence
+# --------------------------------------------------------------------------------------------------
+def distance_filter(X, radius, center=None):
+    r"""The filter defence: keep the points within ``radius`` of a robust centre.
+
+    Returns a boolean mask, ``True`` for each point kept: :math:`\|x_i - c\|_2 \le r`. The centre
+    :math:`c` defaults to the coordinate-wise median of ``X`` itself (poisons included), which an
+    :math:`\epsilon < 1/2` fraction of poisons cannot drag far.
+    """
+    X2, is_1d = _as_samples(X)
+    radius = _check_positive(radius, "radius")
+    if center is None:
+        c = np.median(X2, axis=0)
+    else:
+        c = np.atleast_1d(np.asarray(center, dtype=np.float64)).ravel()
+        if c.shape != (X2.shape[1],):
+            raise ValueError(f"center must have {X2.shape[1]} entries, got {c.shape[0]}")
+    return np.linalg.norm(X2 - c, axis=1) <= radius
+
+
+def filtered_mean(X, radius, center=None):
+    """The empirical mean of the points that :func:`distance_filter` keeps.
+
+    Raises ``ValueError`` when the filter keeps no point.
+    """
+    X2, is_1d = _as_samples(X)
+    keep = distance_filter(X2, radius, center)
+    if not keep.any():
+        raise ValueError(f"the filter with radius {radius} removed every point")
+    return _as_output(X2[keep].mean(axis=0), is_1d)
+
+
+def pruning_radius(n, d, epsilon):
+    r"""The naive-pruning radius of Diakonikolas et al. (2017): :math:`0.33\sqrt{d \log(n/\epsilon)}`.
+
+    For :math:`N(\mu, I)` data every clean point lies within this radius of :math:`\mu` with high
+    probability, so pruning at it removes only far outliers.
+    """
+    _check_count(n, "n")
+    _check_count(d, "d")
+    if not 0 < epsilon < 1:
+        raise ValueError(f"epsilon must lie in (0, 1), got {epsilon!r}")
+    return 0.33 * np.sqrt(d * np.log(n / epsilon))
+
+
+# --------------------------------------------------------------------------------------------------
+# attacks
+# --------------------------------------------------------------------------------------------------
+def naive_attack(X_clean, n_poison, distance, direction=None):
+    r"""``n_poison`` copies of one far point: :math:`\bar x + \text{distance}\cdot u`.
+
+    :math:`\bar x` is the empirical mean of ``X_clean`` and :math:`u` the unit ``direction`` (default:
+    the first coordinate axis, i.e. ``+1`` in one dimension). Against the empirical mean this is the
+    strongest attack for its budget: the mean moves by
+    :math:`\frac{k}{n+k}\,\text{distance}`. Any distance filter with a radius below ``distance`` removes it.
+    """
+    X2, is_1d = _as_samples(X_clean, "X_clean")
+    n_poison = _check_count(n_poison, "n_poison")
+    distance = _check_positive(distance, "distance")
+    u = _unit_direction(direction, X2.shape[1])
+    point = X2.mean(axis=0) + distance * u
+    X_poison = np.tile(point, (n_poison, 1))
+    return X_poison[:, 0] if is_1d else X_poison
+
+
+def adaptive_attack(X_clean, n_poison, radius, direction=None, margin=0.01):
+    r"""Poisons placed just inside the distance filter, all on one side.
+
+    Every poison sits at :math:`m + (1 - \text{margin})\,r\,u`, where :math:`m` is the coordinate-wise
+    median of ``X_clean``, :math:`r` the filter ``radius`` and :math:`u` the unit ``direction`` (default:
+    the first coordinate axis). The poisons pull the median of the poisoned set towards themselves, so
+    they stay within :math:`r` of the centre the filter uses and all survive it; the filtered mean moves by
+    about :math:`\frac{k}{n+k}\,r`: bounded by the radius, but not zero. ``margin`` in ``[0, 1)`` keeps
+    the points strictly inside.
+    """
+    X2, is_1d = _as_samples(X_clean, "X_clean")
+    n_poison = _check_count(n_poison, "n_poison")
+    radius = _check_positive(radius, "radius")
+    if not np.isscalar(margin) or not 0 <= margin < 1:
+        raise ValueError(f"margin must lie in [0, 1), got {margin!r}")
+    u = _unit_direction(direction, X2.shape[1])
+    point = np.median(X2, axis=0) + (1.0 - margin) * radius * u
+    X_poison = np.tile(point, (n_poison, 1))
+    return X_poison[:, 0] if is_1d else X_poison
+
+
+# --------------------------------------------------------------------------------------------------
+# the spectral filter (Diakonikolas, Kamath, Kane, Li, Moitra, Stewart 2017)
+# --------------------------------------------------------------------------------------------------
+def _top_eigenpair(X_centered):
+    """Largest eigenvalue and its eigenvector of ``X_centered.T @ X_centered / n``."""
+    n, d = X_centered.shape
+    cov = X_centered.T @ X_centered / n
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)
+    return eigenvalues[-1], eigenvectors[:, -1]
+
+
+def spectral_filter_mean(X, epsilon, tau=0.1, cher=2.5, return_mask=False):
+    r"""The iterative spectral filter for the mean of :math:`N(\mu, I)` under an :math:`\epsilon` fraction
+    of arbitrary outliers (Diakonikolas et al., 2017, the ``filterGaussianMean`` of their code).
+
+    Repeat: let :math:`\lambda, v` be the top eigenpair of the empirical covariance.
+
+    * If :math:`\lambda < 1 + 3\epsilon\log(1/\epsilon)`, no direction has suspiciously large variance:
+      return the empirical mean of the points left.
+    * Otherwise project on :math:`v`, measure :math:`|\langle x, v\rangle - \mathrm{med}|` and remove the
+      points beyond the first threshold :math:`T` at which more points lie above :math:`T + 2\epsilon` than
+      a Gaussian tail allows: more than
+      :math:`\texttt{cher}\cdot n\,(\Pr[|Z| > T] / 2 + \epsilon / (d \log(d\epsilon/\tau)))`.
+
+    Outliers that shift the mean by :math:`\Delta` must add variance :math:`\approx \Delta^2/\epsilon` along
+    :math:`\Delta`, so they are either harmless or visible; the error is :math:`O(\epsilon\sqrt{\log
+    1/\epsilon})`, independent of :math:`d`.
+
+    With ``return_mask`` also returns the boolean mask of the points kept.
+    """
+    X2, is_1d = _as_samples(X)
+    if not np.isscalar(epsilon) or not 0 < epsilon < 0.5:
+        raise ValueError(f"epsilon must lie in (0, 0.5), got {epsilon!r}")
+    n_total, d = X2.shape
+    # log(d eps / tau) <= 1 would make the slack term negative or infinite in low dimension
+    slack = epsilon / (d * max(np.log(d * epsilon / tau), 1.0))
+    stop_threshold = 1.0 + 3.0 * epsilon * np.log(1.0 / epsilon)
+    kept = np.arange(n_total)
+    while True:
+        current = X2[kept]
+        n = len(current)
+        mean = current.mean(axis=0)
+        if n < 2:
+            break
+        eigenvalue, v = _top_eigenpair(current - mean)
+        if eigenvalue < stop_threshold:
+            break
+        projected = np.abs(current @ v - np.median(current @ v))
+        order = np.argsort(projected, kind="stable")
+        sorted_projection = projected[order]
+        count_kept = np.arange(1, n + 1)  # keeping the i smallest
+        gaussian_tail = erfc((sorted_projection - 2.0 * epsilon) / np.sqrt(2.0)) / 2.0
+        too_many_beyond = (n - count_kept) > cher * n * (gaussian_tail + slack)
+        if not too_many_beyond.any():
+            break
+        i = int(np.argmax(too_many_beyond)) + 1
+        if i == 1 or i == n:
+            break
+        kept = kept[np.sort(order[:i])]
+    estimate = _as_output(X2[kept].mean(axis=0), is_1d)
+    if return_mask:
+        mask = np.zeros(n_total, dtype=bool)
+        mask[kept] = True
+        return estimate, mask
+    return estimate
+
+
+def make_contaminated_gaussian(n, d, epsilon, random_state=None):
+    r"""The synthetic benchmark of Diakonikolas et al. (2017), Figure 1.
+
+    ``round((1 - epsilon) n)`` inliers from :math:`N(\mathbf 1, I_d)`; the outliers are half uniform on
+    the cube :math:`\{0, 1\}^d` and half at the single point :math:`(12, -2, 0, \dots, 0)`. Neither kind
+    is far from the inliers in :math:`\ell_2` (distance :math:`\approx\sqrt{d/2}` and :math:`\approx\sqrt d`
+    against the inliers' own :math:`\approx\sqrt d`), so no distance filter can tell them apart.
+
+    Returns ``X`` (shuffled), ``is_poison`` (boolean mask) and ``true_mean`` (the all-ones vector).
+    """
+    n = _check_count(n, "n")
+    d = _check_count(d, "d")
+    if d < 2:
+        raise ValueError("make_contaminated_gaussian needs d >= 2")
+    if not 0 <= epsilon < 0.5:
+        raise ValueError(f"epsilon must lie in [0, 0.5), got {epsilon!r}")
+    rng = check_random_state(random_state)
+    n_clean = int(round((1 - epsilon) * n))
+    n_poison = n - n_clean
+    n_cube = n_poison // 2
+    true_mean = np.ones(d)
+    inliers = rng.standard_normal((n_clean, d)) + true_mean
+    cube = rng.randint(0, 2, size=(n_cube, d)).astype(np.float64)
+    far = np.zeros((n_poison - n_cube, d))
+    far[:, 0], far[:, 1] = 12.0, -2.0
+    X = np.vstack([inliers, cube, far])
+    is_poison = np.r_[np.zeros(n_clean, bool), np.ones(n_poison, bool)]
+    order = rng.permutation(n)
+    return X[order], is_poison[order], true_mean
