@@ -52,7 +52,11 @@ def _as_output(vector, is_1d):
 
 
 def _check_positive(value, name):
-    if not np.isscalar(value) or not np.isfinite(value) or value <= 0:
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
@@ -137,6 +141,8 @@ def distance_filter(X, radius, center=None):
         c = np.atleast_1d(np.asarray(center, dtype=np.float64)).ravel()
         if c.shape != (X2.shape[1],):
             raise ValueError(f"center must have {X2.shape[1]} entries, got {c.shape[0]}")
+        if not np.all(np.isfinite(c)):
+            raise ValueError("center contains NaN or infinite values")
     return np.linalg.norm(X2 - c, axis=1) <= radius
 
 
@@ -155,11 +161,13 @@ def filtered_mean(X, radius, center=None):
 def pruning_radius(n, d, epsilon):
     r"""The naive-pruning radius of Diakonikolas et al. (2017): :math:`0.33\sqrt{d \log(n/\epsilon)}`.
 
-    For :math:`N(\mu, I)` data every clean point lies within this radius of :math:`\mu` with high
-    probability, so pruning at it removes only far outliers.
+    Clean :math:`N(\mu, I)` points lie at distance about :math:`\sqrt d` from :math:`\mu`. With the
+    paper's sample size :math:`n = 10 d/\epsilon^2` the radius is about :math:`1.2\sqrt d`, so pruning at
+    it removes only far outliers; with far fewer samples (:math:`n \approx 50 d`, say) it is close to
+    :math:`\sqrt d` and also cuts into the clean points in low dimension.
     """
-    _check_count(n, "n")
-    _check_count(d, "d")
+    if _check_count(n, "n") < 1 or _check_count(d, "d") < 1:
+        raise ValueError(f"n and d must be at least 1, got n={n!r}, d={d!r}")
     if not 0 < epsilon < 1:
         raise ValueError(f"epsilon must lie in (0, 1), got {epsilon!r}")
     return 0.33 * np.sqrt(d * np.log(n / epsilon))
@@ -285,6 +293,8 @@ def make_contaminated_gaussian(n, d, epsilon, random_state=None):
     """
     n = _check_count(n, "n")
     d = _check_count(d, "d")
+    if n < 1:
+        raise ValueError("make_contaminated_gaussian needs n >= 1")
     if d < 2:
         raise ValueError("make_contaminated_gaussian needs d >= 2")
     if not 0 <= epsilon < 0.5:
