@@ -7,7 +7,12 @@ module                                    chapter
 ========================================  ==========================================
 :mod:`poisoning.data`                     every chapter (offline data sets)
 :mod:`poisoning.device`                   every chapter that trains with torch
+:mod:`poisoning.threat_model`             "Learning in the benign setting, and the threat model"
 :mod:`poisoning.mean_estimation`          "Poisoning the mean"
+:mod:`poisoning.svm_attack`               "Poisoning a linear SVM"
+:mod:`poisoning.random_data`              "Learning from random data"
+:mod:`poisoning.training`                 "Learning from random data" (reused by later chapters)
+:mod:`poisoning.sanitization`             "Data sanitization defences"
 :mod:`poisoning.course`                   the assignments and the instructor CLI
 ========================================  ==========================================
 """
