@@ -1,19 +1,33 @@
 # The two commands of the README:
 #   make book   builds the website into _build/html, executing every chapter
-#   make test   runs every test (library, book build, grading pipeline, instructor CLI)
-# Each creates the virtual environment .venv and installs into it when missing.
+#   make test   runs every test (library, book build, the site and JupyterLab in a browser, grading, CLI)
+# Each creates the virtual environment .venv and installs into it when missing. `make test` also installs the
+# browser its browser tests need (Debian's chromium) when it is missing and it runs as root with apt-get.
 #
 # TORCH_SPEC picks the torch build: the default is the CPU wheel; override it for a GPU build, e.g.
 #   make book TORCH_SPEC="torch>=2.3,<3"
 # An empty TORCH_SPEC keeps whatever torch the environment already has.
+#
+# More:
+#   make book JUPYTERHUB_URL=https://hub.example.edu   launch buttons that open chapters on the course's JupyterHub
+#   make serve [PORT=8000]                             serve _build/html on http://127.0.0.1:8000/
+#   make lab [LAB_DIR=folder]                          JupyterLab for students (assignment list, Validate)
+#   make lab-instructor                                JupyterLab for instructors (formgrader, create assignment)
+#   make system-packages                               install Chromium for the browser tests (root, apt-get)
 
-PYTHON     ?= python3
-VENV       ?= .venv
-TORCH_SPEC ?= torch==2.13.0
-BIN        := $(VENV)/bin
-STAMP      := $(VENV)/.installed
+PYTHON         ?= python3
+VENV           ?= .venv
+TORCH_SPEC     ?= torch==2.13.0
+JUPYTERHUB_URL ?=
+PORT           ?= 8000
+LAB_DIR        ?= .
+LAB_ARGS       ?=
+BIN            := $(VENV)/bin
+STAMP          := $(VENV)/.installed
+# what the browser tests need from the system (Debian package names)
+BROWSER_PACKAGES := chromium chromium-driver
 
-.PHONY: book test venv lab clean clean-book
+.PHONY: book test venv system-packages serve lab lab-instructor clean clean-book
 
 venv: $(STAMP)
 
@@ -25,10 +39,38 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 book: $(STAMP)
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(if $(JUPYTERHUB_URL),BOOK_JUPYTERHUB_URL="$(JUPYTERHUB_URL)" )$(BIN)/jupyter-book build . -W -n --keep-going
 
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest
+
+# Chromium for the browser tests (tests/browser): installed with apt-get when it is missing and this runs as root.
+# Elsewhere the browser tests are skipped with a note saying why (under CI they fail instead).
+system-packages:
+	@if [ -n "$$CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	   || command -v google-chrome >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing $(BROWSER_PACKAGES) for the browser tests (apt-get)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null; } \
+	    || echo "warning: apt-get could not install $(BROWSER_PACKAGES): the browser tests cannot run" >&2; \
+	else \
+	  echo "note: Chromium is not installed, and installing it needs root and apt-get" \
+	       "(apt-get install $(BROWSER_PACKAGES)): the browser tests will be skipped" >&2; \
+	fi
+
+# the built site, on this machine only
+serve:
+	@test -f _build/html/index.html || { echo "no site in _build/html yet: run make book first" >&2; exit 1; }
+	@echo "Serving the book on http://127.0.0.1:$(PORT)/ (Ctrl-C stops)"
+	$(PYTHON) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
+
+# JupyterLab with the course environment (lab/start; lab/student, lab/instructor hold the two modes' settings)
+lab: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" lab/start student --ServerApp.root_dir="$(LAB_DIR)" $(LAB_ARGS)
+
+lab-instructor: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" lab/start instructor $(LAB_ARGS)
 
 clean-book:
 	rm -rf _build

@@ -1,19 +1,17 @@
 """The book builds: every chapter executes, with zero Sphinx warnings, and every page of the TOC is there.
 
-This runs the same command as ``make book`` (``jupyter-book build . -W -n --keep-going``), writing into a
-temporary folder so it neither needs nor touches the working tree's ``_build``.
+The build is the session fixture ``built_book`` of ``tests/conftest.py``: the same command as ``make book``
+(``jupyter-book build . -W -n --keep-going``), run once per session into a temporary folder, so it neither needs
+nor touches the working tree's ``_build``. The browser tests (``tests/browser/``) look at the same build.
 """
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
 
 
 def toc_files():
@@ -40,16 +38,6 @@ def source_of(page):
 
 def is_executable(path):
     return path.suffix == ".ipynb" or "{code-cell}" in path.read_text()
-
-
-@pytest.fixture(scope="module")
-def built_book(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    result = subprocess.run([str(JUPYTER_BOOK), "build", str(ROOT), "--path-output", str(out), "-W", "-n",
-                             "--keep-going"], capture_output=True, text=True, timeout=1800)
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, f"book build failed:\n{log[-6000:]}"
-    return out / "_build" / "html", log
 
 
 @pytest.mark.slow
