@@ -9,27 +9,22 @@ loop, sleep or allocate too much, which the sandbox stops while the others are g
 The fast tests at the end check the notebook's nbgrader metadata, the test-cell helpers and the sandbox.
 """
 
-import copy
 import csv
 import json
-import re
 import shutil
-import subprocess
 import sys
 import textwrap
 import time
 import types
 import zipfile
-from pathlib import Path
 
+import grading_helpers as helpers
 import numpy as np
 import pytest
+from grading_helpers import ROOT, cell_by_id, edited, make_course, read_nb, run_cli, source_of, summary_rows
 
-ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "assignment1"
 SOURCE = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-SCRIPT = Path(sys.executable).parent / "course"
-CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "poisoning.course"]
 
 SOLUTION_CELLS = ["part_a_solution", "part_b_solution", "part_c_solution"]
 TEST_CELLS = {  # grade id -> points
@@ -47,49 +42,11 @@ LIMITS = ["--jobs", "3", "--cell-timeout", "120", "--cpu-seconds", "20", "--memo
 
 
 # --------------------------------------------------------------------------------------------------
-# helpers
+# helpers (the shared ones are in grading_helpers.py)
 # --------------------------------------------------------------------------------------------------
-def read_nb(path):
-    return json.loads(Path(path).read_text())
-
-
-def source_of(cell):
-    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-
-
-def cell_by_id(nb, grade_id):
-    for cell in nb["cells"]:
-        if cell["metadata"].get("nbgrader", {}).get("grade_id") == grade_id:
-            return cell
-    raise KeyError(grade_id)
-
-
-def without_markers(text):
-    return "\n".join(line for line in text.split("\n") if "### BEGIN SOLUTION" not in line
-                     and "### END SOLUTION" not in line)
-
-
 def solution_code():
     """The solution of each solution cell, as a student would type it (no markers)."""
-    nb = read_nb(SOURCE)
-    return {gid: without_markers(source_of(cell_by_id(nb, gid))) for gid in SOLUTION_CELLS}
-
-
-def edited(code, old, new):
-    assert old in code, old
-    return code.replace(old, new)
-
-
-def run_cli(*args, cwd, timeout=900):
-    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
-def make_course(tmp):
-    root = Path(tmp) / "course"
-    root.mkdir()
-    shutil.copy(ROOT / "nbgrader_config.py", root)
-    shutil.copytree(ROOT / "solutions", root / "solutions")
-    return root
+    return helpers.solution_code(SOURCE, SOLUTION_CELLS)
 
 
 def submissions(released_nb):
@@ -97,10 +54,7 @@ def submissions(released_nb):
     sol = solution_code()
 
     def student(replacements):
-        nb = copy.deepcopy(released_nb)
-        for gid, code in replacements.items():
-            cell_by_id(nb, gid)["source"] = code
-        return json.dumps(nb, indent=1)
+        return helpers.with_cells(released_nb, replacements)
 
     a, b, c = (sol[g] for g in SOLUTION_CELLS)
     return {
@@ -167,26 +121,9 @@ EXPECTED = {  # autograded score, and a word the status must contain
 }
 
 
-def summary_rows(stdout):
-    """``{student: (score, max, seconds or None, status)}`` from the table that `course autograde` prints."""
-    rows = {}
-    for line in stdout.splitlines():
-        match = re.match(r"^(\S+)\s+(\d+(?:\.\d+)?)\s+(\d+)\s+(\d+s|-)\s+(.*)$", line)
-        if match:
-            seconds = None if match[4] == "-" else float(match[4][:-1])
-            rows[match[1]] = (float(match[2]), int(match[3]), seconds, match[5])
-    return rows
-
-
 def gradebook_scores(root, student):
     """``(code score, {grade id: auto score})`` of one student, from the course's gradebook."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{root}/gradebook.db", "data-poisoning") as gb:
-        submission = gb.find_submission(ASSIGNMENT, student)
-        notebook = gb.find_submission_notebook(ASSIGNMENT, ASSIGNMENT, student)
-        cells = {grade.name: grade.auto_score for grade in notebook.grades}
-        return float(submission.code_score), cells
+    return helpers.gradebook_scores(root, ASSIGNMENT, student)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,23 +168,7 @@ def test_release_contains_no_solution_and_no_hidden_test(released):
     assert all(source_of(cell_by_id(student_nb, gid)) == "YOUR ANSWER HERE" for gid in WRITTEN_CELLS)
 
     # every line that only occurs inside solution or hidden-test regions of the source is gone
-    secret, public = set(), set()
-    for cell in source["cells"]:
-        meta = cell["metadata"].get("nbgrader", {})
-        region = None
-        lines = source_of(cell).split("\n")
-        whole_cell_solution = meta.get("solution") and not any("BEGIN SOLUTION" in line for line in lines)
-        for line in lines:
-            if "### BEGIN SOLUTION" in line or "### BEGIN HIDDEN TESTS" in line:
-                region = "secret"
-                continue
-            if "### END SOLUTION" in line or "### END HIDDEN TESTS" in line:
-                region = None
-                continue
-            target = secret if (region or whole_cell_solution) else public
-            if line.strip():
-                target.add(line.strip())
-    secret -= public
+    secret = helpers.secret_lines(source)
     assert len(secret) > 40
     student_lines = {line.strip() for line in text.split("\n")}
     leaked = sorted(secret & student_lines)

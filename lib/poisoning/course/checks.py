@@ -1,25 +1,30 @@
 """Helpers for the test cells of the assignments.
 
-The test cells compare a student's function with the reference implementation of the same name in
-:mod:`poisoning.mean_estimation`. Two rules make sure that a part is only credited for the student's own
-code:
+The test cells compare a student's function with a reference implementation of the ``poisoning`` package: a
+function of the same name (assignment 1, :mod:`poisoning.mean_estimation`) or a small adapter around the
+library's estimators (assignment 2, e.g. ``lambda X, y: L2Defence().fit(X, y).scores_`` from
+:mod:`poisoning.sanitization`). Two rules make sure that a part is only credited for the student's own code:
 
-1. the graded function must be a plain function written in the notebook: the reference object itself, a
-   copy of it, or any function defined inside the ``poisoning`` package is rejected
+1. the graded function must be a plain function written in the notebook: a reference function or method
+   itself, a copy of it, or any function defined inside the ``poisoning`` package is rejected
    (:func:`ensure_own_implementation`);
 2. while the student's function runs, the reference implementations are switched off
-   (:func:`reference_disabled`): every function of :mod:`poisoning.mean_estimation` raises
-   ``RuntimeError``, however it was imported, and a profiler notices if code of that module
-   runs anyway. Expected outputs are computed *before* the reference is switched off.
+   (:func:`reference_disabled`): every function of the reference modules (:data:`REFERENCE_MODULES`) and every
+   method of the classes defined there raises ``RuntimeError``, however it was imported, and a profiler
+   notices if code of those modules runs anyway. Expected outputs are computed *before* the reference is
+   switched off.
 
 Student code runs with warnings silenced, so that a harmless warning printed to stderr does not cost points
 (nbgrader scores a test cell that writes to stderr as failed); wrong results are caught by the comparison.
+The reference runs with warnings silenced too.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import importlib
 import inspect
 import os
 import sys
@@ -29,6 +34,7 @@ import warnings
 import numpy as np
 
 __all__ = [
+    "REFERENCE_MODULES",
     "ensure_own_implementation",
     "reference_disabled",
     "student_call",
@@ -36,7 +42,9 @@ __all__ = [
     "hidden_tests",
 ]
 
-REFERENCE_MODULE = "poisoning.mean_estimation"
+#: The modules whose functions, and the methods of whose classes, are switched off while student code runs.
+#: A reference given by name to :func:`check_against_reference` is looked up in them, in this order.
+REFERENCE_MODULES = ("poisoning.mean_estimation", "poisoning.sanitization")
 # the notebook's error stream as it was before any student code ran (the setup cell imports this module)
 _STDERR = sys.stderr
 _PACKAGE = "poisoning"
@@ -44,28 +52,34 @@ _lock = threading.RLock()
 
 
 _DISABLED_FILENAME = "<reference switched off>"
-_disabled_codes = {}
+_disabled_codes = {}  # (label, name, free variables) -> code object
+_disabled_labels = {}  # code object -> label, e.g. "poisoning.sanitization.L2Defence.fit"
 
 
-def _disabled_code(name):
-    """A code object that raises ``RuntimeError``; it replaces the reference ``name`` while disabled.
+def _disabled_code(label, name, freevars=()):
+    """A code object that raises ``RuntimeError``; it replaces the reference function ``label`` while disabled.
 
-    It only uses builtins, because it runs with the globals of :mod:`poisoning.mean_estimation`.
+    It only uses builtins, because it runs with the globals of the reference module. A method that calls
+    ``super()`` is a closure over ``__class__``: its replacement has the same free variables, as a code object
+    must have to be assigned to it.
     """
-    if name not in _disabled_codes:
-        message = (f"{REFERENCE_MODULE}.{name} is switched off while your own function is tested: "
-                   "write the computation yourself")
-        source = f"def {name}(*args, **kwargs):\n    raise RuntimeError({message!r})\n"
+    key = (label, name, tuple(freevars))
+    if key not in _disabled_codes:
+        message = f"{label} is switched off while your own function is tested: write the computation yourself"
+        cells = "".join(f"    {var} = None\n" for var in freevars)
+        closure = f"        lambda: ({', '.join(freevars)},)\n" if freevars else ""  # never called
+        source = (f"def _outer():\n{cells}    def {name}(*args, **kwargs):\n{closure}"
+                  f"        raise RuntimeError({message!r})\n    return {name}\n")
         namespace = {}
         exec(compile(source, _DISABLED_FILENAME, "exec"), namespace)
-        _disabled_codes[name] = namespace[name].__code__
-    return _disabled_codes[name]
+        code = namespace["_outer"]().__code__
+        _disabled_codes[key] = code
+        _disabled_labels[code] = label
+    return _disabled_codes[key]
 
 
-def _reference_module():
-    import poisoning.mean_estimation as module
-
-    return module
+def _reference_modules():
+    return [importlib.import_module(name) for name in REFERENCE_MODULES]
 
 
 def _package_dir():
@@ -74,15 +88,49 @@ def _package_dir():
     return os.path.dirname(os.path.realpath(poisoning.__file__))
 
 
+def _functions_of(attribute):
+    """The plain functions behind a class attribute: a method, static or class method, or property."""
+    if isinstance(attribute, (staticmethod, classmethod)):
+        attribute = attribute.__func__
+    if isinstance(attribute, property):
+        return [f for f in (attribute.fget, attribute.fset, attribute.fdel) if inspect.isfunction(f)]
+    if isinstance(attribute, functools.cached_property):
+        attribute = attribute.func
+    return [attribute] if inspect.isfunction(attribute) else []
+
+
 def _reference_functions():
-    """Every plain function defined in :mod:`poisoning.mean_estimation` (public and private helpers)."""
-    module = _reference_module()
-    return [obj for obj in vars(module).values()
-            if inspect.isfunction(obj) and obj.__module__ == module.__name__]
+    """``(label, function)`` for every plain function defined in a reference module (public and private
+    helpers) and every method of the classes defined there (including properties, static and class methods)."""
+    found, seen = [], set()
+    for module in _reference_modules():
+        for obj in vars(module).values():
+            if getattr(obj, "__module__", None) != module.__name__:
+                continue
+            candidates = []
+            if inspect.isfunction(obj):
+                candidates = [obj]
+            elif inspect.isclass(obj):
+                candidates = [fn for attribute in vars(obj).values() for fn in _functions_of(attribute)]
+            for fn in candidates:
+                if id(fn) not in seen and fn.__module__ == module.__name__:
+                    seen.add(id(fn))
+                    found.append((f"{module.__name__}.{fn.__qualname__}", fn))
+    return found
 
 
-def _reference_file():
-    return os.path.realpath(_reference_module().__file__)
+def _reference_files():
+    """``{real path of a reference module's file: module name}``."""
+    return {os.path.realpath(module.__file__): module.__name__ for module in _reference_modules()}
+
+
+def _resolve(name):
+    """The reference function ``name`` of the first reference module that has one."""
+    for module in _reference_modules():
+        obj = getattr(module, name, None)
+        if inspect.isfunction(obj) and obj.__module__ == module.__name__:
+            return obj
+    raise LookupError(f"no reference function named {name!r} in {', '.join(REFERENCE_MODULES)}")
 
 
 def ensure_own_implementation(fn, name=None):
@@ -91,16 +139,19 @@ def ensure_own_implementation(fn, name=None):
     if not inspect.isfunction(fn):
         raise AssertionError(f"`{name}` must be a function you define with `def` in this notebook, "
                              f"got {type(fn).__name__}")
-    if any(fn is ref for ref in _reference_functions()):
-        raise AssertionError(f"`{name}` is the reference implementation from {REFERENCE_MODULE}; "
-                             "write your own function instead of importing it")
+    for label, ref in _reference_functions():
+        if fn is ref:
+            raise AssertionError(f"`{name}` is the reference implementation {label}; "
+                                 "write your own function instead of importing it")
     module = getattr(fn, "__module__", None) or ""
     if module == _PACKAGE or module.startswith(_PACKAGE + "."):
         raise AssertionError(f"`{name}` comes from the `{module}` module; write your own function")
     filename = fn.__code__.co_filename
+    if filename == _DISABLED_FILENAME:
+        raise AssertionError(f"`{name}` is a switched-off reference implementation; write your own function")
     if os.path.isabs(filename):
         real = os.path.realpath(filename)
-        if real == _reference_file() or real.startswith(_package_dir() + os.sep):
+        if real in _reference_files() or real.startswith(_package_dir() + os.sep):
             raise AssertionError(f"`{name}` runs code of the `poisoning` package; write your own function")
     return fn
 
@@ -109,33 +160,38 @@ def ensure_own_implementation(fn, name=None):
 def reference_disabled():
     """Switch the reference implementations off for the duration of the ``with`` block.
 
-    Every function of :mod:`poisoning.mean_estimation` gets a code object that raises ``RuntimeError``, so
-    a call fails however the function was imported; a profiler records any call of a switched-off function
-    and any code of that module that runs anyway (e.g. a copy of a reference function's code object), and
-    the block then fails with ``AssertionError``, even where the student's code caught the error.
-    Everything is restored in a ``finally`` clause.
+    Every function of the reference modules, and every method of their classes, gets a code object that raises
+    ``RuntimeError``, so a call (or creating an estimator such as ``L2Defence()``) fails however it was
+    imported; a profiler records any call of a switched-off function and any code of those modules that runs
+    anyway (e.g. a copy of a reference function's code object, or a module reloaded by the student), and the
+    block then fails with ``AssertionError``, even where the student's code caught the error. Everything is
+    restored in a ``finally`` clause.
     """
-    reference_file = _reference_file()
+    reference_files = _reference_files()
     functions = _reference_functions()
     used = []
-    is_reference = {_DISABLED_FILENAME: True}  # file name -> whether its code is the reference's
+    module_of = {}  # file name -> reference module whose code it holds, or None
 
     def profiler(frame, event, arg):
         if event == "call":
-            filename = frame.f_code.co_filename
-            hit = is_reference.get(filename)
-            if hit is None:
-                hit = is_reference[filename] = (os.path.isabs(filename)
-                                                and os.path.realpath(filename) == reference_file)
-            if hit:
-                used.append(frame.f_code.co_name)
+            code = frame.f_code
+            filename = code.co_filename
+            if filename == _DISABLED_FILENAME:
+                used.append(_disabled_labels.get(code, code.co_name))
+                return
+            module = module_of.get(filename, False)
+            if module is False:
+                module = module_of[filename] = (reference_files.get(os.path.realpath(filename))
+                                                if os.path.isabs(filename) else None)
+            if module is not None:
+                used.append(f"{module}.{getattr(code, 'co_qualname', code.co_name)}")
 
     with _lock:
-        saved = [(fn, fn.__code__) for fn in functions]
+        saved = [(fn, fn.__code__) for _, fn in functions]
         previous_profiler = sys.getprofile()
         try:
-            for fn, _ in saved:
-                fn.__code__ = _disabled_code(fn.__name__)
+            for label, fn in functions:
+                fn.__code__ = _disabled_code(label, fn.__code__.co_name, fn.__code__.co_freevars)
             sys.setprofile(profiler)
             yield used
         finally:
@@ -147,7 +203,7 @@ def reference_disabled():
 
 
 def _used_message(used):
-    return (f"your function called the reference implementation ({REFERENCE_MODULE}.{used[0]}), "
+    return (f"your function called the reference implementation ({used[0]}), "
             "which earns no points: write the computation yourself")
 
 
@@ -173,8 +229,25 @@ def _describe_case(args, kwargs):
     return "(" + ", ".join(parts) + ")"
 
 
+def _keys(mapping):
+    return ", ".join(repr(key) for key in mapping)
+
+
 def _compare(got, expected, rtol, atol):
-    """``None`` when ``got`` matches ``expected``, else a short description of the difference."""
+    """``None`` when ``got`` matches ``expected``, else a short description of the difference.
+
+    ``nan`` matches ``nan``; a ``dict`` matches when it has the same keys and every value matches.
+    """
+    if isinstance(expected, dict):
+        if not isinstance(got, dict):
+            return f"expected a dict with the keys {_keys(expected)}, got {_describe(got)}"
+        if set(got) != set(expected):
+            return f"expected the keys {_keys(expected)}, got {_keys(got)}"
+        for key, value in expected.items():
+            problem = _compare(got[key], value, rtol, atol)
+            if problem:
+                return f"[{key!r}]: {problem}"
+        return None
     if isinstance(expected, np.ndarray) and expected.dtype == bool:
         if not isinstance(got, np.ndarray) or got.dtype != bool:
             return f"expected a boolean numpy array, got {_describe(got)} of type {type(got).__name__}" + (
@@ -187,46 +260,54 @@ def _compare(got, expected, rtol, atol):
         return None
     if isinstance(expected, float):
         if isinstance(got, (bool, np.bool_)) or not isinstance(got, (int, float, np.integer, np.floating)):
-            return f"expected a float (1-D data gives a single number), got {_describe(got)}"
-        if not np.isclose(float(got), expected, rtol=rtol, atol=atol):
+            return f"expected a float (a single number), got {_describe(got)}"
+        if not np.isclose(float(got), expected, rtol=rtol, atol=atol, equal_nan=True):
             return f"expected {expected:.6g}, got {float(got):.6g}"
         return None
     got_array = np.asarray(got) if not isinstance(got, np.ndarray) else got
     if got_array.shape != np.shape(expected):
         return f"expected shape {np.shape(expected)}, got shape {got_array.shape}"
     try:
-        close = np.allclose(got_array.astype(np.float64), expected, rtol=rtol, atol=atol)
+        close = np.allclose(got_array.astype(np.float64), expected, rtol=rtol, atol=atol, equal_nan=True)
     except (TypeError, ValueError):
         return f"expected numbers, got {_describe(got)}"
     if not close:
-        error = float(np.max(np.abs(got_array.astype(np.float64) - expected)))
+        error = float(np.nanmax(np.abs(got_array.astype(np.float64) - expected)))
         return f"values differ from the expected ones by up to {error:.3g}"
     return None
 
 
-def check_against_reference(fn, reference_name, cases, *, rtol=1e-7, atol=1e-9):
-    """Compare the student's ``fn`` with ``poisoning.mean_estimation.<reference_name>`` on ``cases``.
+def check_against_reference(fn, reference, cases, *, rtol=1e-7, atol=1e-9):
+    """Compare the student's ``fn`` with a reference implementation on ``cases``.
 
-    ``cases`` is a list of ``(args, kwargs)``. For each case the reference runs first (on a copy of the
-    inputs); where it raises, the student's function must raise an exception of the same type. Then the
-    student's function runs on fresh copies with the reference switched off. Fails with one
-    ``AssertionError`` that names the first failing case.
+    ``reference`` is the name of a function of the reference modules (:data:`REFERENCE_MODULES`, e.g.
+    ``"trimmed_mean"`` or ``"removal_rates"``), or a callable that computes the expected output from the
+    library (e.g. ``lambda X, y: L2Defence().fit(X, y).scores_``). ``cases`` is a list of ``(args, kwargs)``.
+    For each case the reference runs first (on a copy of the inputs, warnings silenced); where it raises, the
+    student's function must raise an exception of the same type. Then the student's function runs on fresh
+    copies with the reference switched off. Fails with one ``AssertionError`` that names the first failing
+    case (by the name of the reference function, or else of the student's function).
     """
-    reference = getattr(_reference_module(), reference_name)
-    ensure_own_implementation(fn, reference_name)
+    if isinstance(reference, str):
+        name, reference = reference, _resolve(reference)
+    else:
+        name = getattr(fn, "__name__", "function")
+    ensure_own_implementation(fn, name)
     expected = []
-    for args, kwargs in cases:
-        try:
-            expected.append(("value", reference(*copy.deepcopy(args), **copy.deepcopy(kwargs))))
-        except Exception as error:  # the reference rejects this input: so must the student's function
-            expected.append(("raises", type(error)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for args, kwargs in cases:
+            try:
+                expected.append(("value", reference(*copy.deepcopy(args), **copy.deepcopy(kwargs))))
+            except Exception as error:  # the reference rejects this input: so must the student's function
+                expected.append(("raises", type(error)))
 
     failures = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with reference_disabled() as used:
             for (args, kwargs), (kind, value) in zip(cases, expected):
-                where = f"{reference_name}{_describe_case(args, kwargs)}"
+                where = f"{name}{_describe_case(args, kwargs)}"
                 try:
                     got = fn(*copy.deepcopy(args), **copy.deepcopy(kwargs))
                 except Exception as error:

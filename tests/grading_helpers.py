@@ -1,0 +1,126 @@
+"""Helpers shared by the grading tests of the assignments (``test_grading_pipeline.py``, ``test_assignment2.py``).
+
+Notebooks are handled as plain JSON (what nbgrader reads and writes); a course is a temporary copy of the course
+folder (``nbgrader_config.py`` and ``solutions/``), never the working tree's ``release/``, ``submitted/`` ...
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "course"
+CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "poisoning.course"]
+COURSE_ID = "data-poisoning"
+
+SECRET_BEGIN = ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")
+SECRET_END = ("### END SOLUTION", "### END HIDDEN TESTS")
+
+
+# --------------------------------------------------------------------------------------------------
+# notebooks as JSON
+# --------------------------------------------------------------------------------------------------
+def read_nb(path):
+    return json.loads(Path(path).read_text())
+
+
+def source_of(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def cell_by_id(nb, grade_id):
+    for cell in nb["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == grade_id:
+            return cell
+    raise KeyError(grade_id)
+
+
+def without_markers(text):
+    return "\n".join(line for line in text.split("\n") if "### BEGIN SOLUTION" not in line
+                     and "### END SOLUTION" not in line)
+
+
+def solution_code(source, solution_cells):
+    """The solution of each solution cell of the notebook ``source``, as a student would type it (no markers)."""
+    nb = read_nb(source)
+    return {gid: without_markers(source_of(cell_by_id(nb, gid))) for gid in solution_cells}
+
+
+def edited(code, old, new):
+    """``code`` with ``old`` replaced by ``new``; ``old`` must occur exactly once."""
+    assert code.count(old) == 1, (old, code.count(old))
+    return code.replace(old, new)
+
+
+def with_cells(released_nb, replacements):
+    """A submission: the released notebook with the source of some cells replaced, as JSON text."""
+    nb = copy.deepcopy(released_nb)
+    for gid, code in replacements.items():
+        cell_by_id(nb, gid)["source"] = code
+    return json.dumps(nb, indent=1)
+
+
+def secret_lines(source_nb):
+    """The stripped lines that occur only inside solution or hidden-test regions of the source notebook
+    (or in solution cells without markers, such as the model answers of written questions)."""
+    secret, public = set(), set()
+    for cell in source_nb["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        region = None
+        lines = source_of(cell).split("\n")
+        whole_cell_solution = meta.get("solution") and not any("BEGIN SOLUTION" in line for line in lines)
+        for line in lines:
+            if any(marker in line for marker in SECRET_BEGIN):
+                region = "secret"
+                continue
+            if any(marker in line for marker in SECRET_END):
+                region = None
+                continue
+            target = secret if (region or whole_cell_solution) else public
+            if line.strip():
+                target.add(line.strip())
+    return secret - public
+
+
+# --------------------------------------------------------------------------------------------------
+# the course folder and the `course` command
+# --------------------------------------------------------------------------------------------------
+def make_course(tmp):
+    """A course folder ``<tmp>/course`` with the configuration and every source notebook."""
+    root = Path(tmp) / "course"
+    root.mkdir()
+    shutil.copy(ROOT / "nbgrader_config.py", root)
+    shutil.copytree(ROOT / "solutions", root / "solutions")
+    return root
+
+
+def run_cli(*args, cwd, timeout=900):
+    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def summary_rows(stdout):
+    """``{student: (score, max, seconds or None, status)}`` from the table that `course autograde` prints."""
+    rows = {}
+    for line in stdout.splitlines():
+        match = re.match(r"^(\S+)\s+(\d+(?:\.\d+)?)\s+(\d+)\s+(\d+s|-)\s+(.*)$", line)
+        if match:
+            seconds = None if match[4] == "-" else float(match[4][:-1])
+            rows[match[1]] = (float(match[2]), int(match[3]), seconds, match[5])
+    return rows
+
+
+def gradebook_scores(root, assignment, student, notebook=None):
+    """``(code score, {grade id: auto score})`` of one student, from the course's gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root}/gradebook.db", COURSE_ID) as gb:
+        submission = gb.find_submission(assignment, student)
+        submitted = gb.find_submission_notebook(notebook or assignment, assignment, student)
+        cells = {grade.name: grade.auto_score for grade in submitted.grades}
+        return float(submission.code_score), cells
