@@ -22,26 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from sphinx_external_toc.parsing import parse_toc_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
 def chapters():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = []
-
-    def walk(entries):
-        for entry in entries:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections", []))
-
-    for part in toc["parts"]:
-        walk(part["chapters"])
-    return [ROOT / f"{f}.md" for f in files if (ROOT / f"{f}.md").exists()
-            and "{code-cell}" in (ROOT / f"{f}.md").read_text()]
+    """The executable chapters of ``_toc.yml``, in its order."""
+    pages = [ROOT / f"{page}.md" for page in parse_toc_yaml(str(ROOT / "_toc.yml"))]
+    return [path for path in pages if path.exists() and "{code-cell}" in path.read_text()]
 
 
 def time_chapters():

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the environment's scripts: jupyter, course
@@ -49,30 +48,11 @@ def find_chromium():
 # --------------------------------------------------------------------------------------------------
 # the table of contents
 # --------------------------------------------------------------------------------------------------
-def _page_name(file):
-    return str(Path(file).with_suffix("")) if file.endswith((".md", ".ipynb")) else file
-
-
 def toc_pages():
-    """Every page of ``_toc.yml`` (``file`` and ``glob`` entries, at any depth), root first."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [_page_name(toc["root"])]
+    """Every page of ``_toc.yml``, root first, as Jupyter Book itself reads the file."""
+    from sphinx_external_toc.parsing import parse_toc_yaml
 
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                pages.append(_page_name(entry["file"]))
-            if "glob" in entry:
-                matches = sorted(p for p in ROOT.glob(entry["glob"]) if p.suffix in (".md", ".ipynb"))
-                pages.extend(p.relative_to(ROOT).with_suffix("").as_posix() for p in matches)
-            walk(entry.get("sections"))
-            walk(entry.get("chapters"))
-
-    for part in toc.get("parts") or []:
-        walk(part.get("chapters"))
-    walk(toc.get("chapters"))
-    walk(toc.get("sections"))
-    return list(dict.fromkeys(pages))
+    return list(parse_toc_yaml(str(ROOT / "_toc.yml")))
 
 
 def source_of(page):
