@@ -6,28 +6,9 @@ nor touches the working tree's ``_build``. The browser tests (``tests/browser/``
 """
 
 import re
-from pathlib import Path
 
 import pytest
-from sphinx_external_toc.parsing import parse_toc_yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def toc_files():
-    """Every page of ``_toc.yml``, root first, as Jupyter Book itself reads the file."""
-    return list(parse_toc_yaml(str(ROOT / "_toc.yml")))
-
-
-def source_of(page):
-    for suffix in (".md", ".ipynb"):
-        if (ROOT / f"{page}{suffix}").exists():
-            return ROOT / f"{page}{suffix}"
-    raise FileNotFoundError(page)
-
-
-def is_executable(path):
-    return path.suffix == ".ipynb" or "{code-cell}" in path.read_text()
+from book_pages import ROOT, is_executable, source_of, toc_pages
 
 
 @pytest.mark.slow
@@ -40,7 +21,7 @@ def test_book_builds_without_warnings(built_book):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", toc_files())
+@pytest.mark.parametrize("page", toc_pages())
 def test_every_toc_page_is_built(built_book, page):
     html_dir, _ = built_book
     html = (html_dir / f"{page}.html").read_text()
@@ -53,7 +34,7 @@ def test_every_toc_page_is_built(built_book, page):
 
 
 def test_chapters_store_no_outputs_and_import_the_library():
-    for page in toc_files():
+    for page in toc_pages():
         path = source_of(page)
         if path.suffix == ".ipynb":
             import json
@@ -65,7 +46,7 @@ def test_chapters_store_no_outputs_and_import_the_library():
 
 def test_every_citation_key_is_in_the_bibliography():
     keys = set(re.findall(r"^@\w+\{([^,]+),", (ROOT / "references.bib").read_text(), re.M))
-    for page in toc_files():
+    for page in toc_pages():
         for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", source_of(page).read_text()):
             for key in group.split(","):
                 assert key.strip() in keys, f"{page} cites unknown key {key}"

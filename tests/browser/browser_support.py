@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from book_pages import source_of, toc_pages  # noqa: F401 (re-exported for the browser tests)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the environment's scripts: jupyter, course
@@ -43,23 +45,6 @@ def find_chromium():
         if path:
             return path
     return None
-
-
-# --------------------------------------------------------------------------------------------------
-# the table of contents
-# --------------------------------------------------------------------------------------------------
-def toc_pages():
-    """Every page of ``_toc.yml``, root first, as Jupyter Book itself reads the file."""
-    from sphinx_external_toc.parsing import parse_toc_yaml
-
-    return list(parse_toc_yaml(str(ROOT / "_toc.yml")))
-
-
-def source_of(page):
-    for suffix in (".md", ".ipynb"):
-        if (ROOT / f"{page}{suffix}").exists():
-            return ROOT / f"{page}{suffix}"
-    raise FileNotFoundError(f"no source for the TOC entry {page}")
 
 
 # --------------------------------------------------------------------------------------------------
