@@ -11,6 +11,8 @@ import json
 import re
 import shutil
 import subprocess
+import time
+import zipfile
 import sys
 from pathlib import Path
 
@@ -124,3 +126,59 @@ def gradebook_scores(root, assignment, student, notebook=None):
         submitted = gb.find_submission_notebook(notebook or assignment, assignment, student)
         cells = {grade.name: grade.auto_score for grade in submitted.grades}
         return float(submission.code_score), cells
+
+
+# --------------------------------------------------------------------------------------------------
+# the steps every assignment's pipeline test takes
+# --------------------------------------------------------------------------------------------------
+def released_course(tmp, assignment):
+    """A course folder in ``tmp`` in which ``course release <assignment>`` succeeded."""
+    root = make_course(tmp)
+    result = run_cli("release", assignment, cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert f"release/{assignment}" in result.stdout
+    return root
+
+
+def autograde_zip(root, assignment, files, *args):
+    """Zip ``files`` (``{name in the archive: text}``) beside the course and autograde them in one ``course``
+    call. Returns ``(root, result, seconds)``."""
+    archive = Path(root).parent / "submissions.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    start = time.monotonic()
+    result = run_cli("autograde", assignment, str(archive), *args, cwd=root)
+    return root, result, time.monotonic() - start
+
+
+def check_student_version(source, student_nb, solution_cells, written_cells, function_names, min_secret_lines):
+    """Assert that the released ``student_nb`` leaks nothing of the ``source`` notebook (solutions, hidden tests,
+    model answers) and holds one ``raise NotImplementedError()`` stub per function. Returns its text."""
+    text = "\n".join(source_of(cell) for cell in student_nb["cells"])
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+        assert marker not in text
+    code = "\n".join(source_of(cell_by_id(student_nb, gid)) for gid in solution_cells)
+    assert code.count("# YOUR CODE HERE\n    raise NotImplementedError()") == len(function_names)
+    for name in function_names:
+        assert f"def {name}(" in code
+    assert all(source_of(cell_by_id(student_nb, gid)) == "YOUR ANSWER HERE" for gid in written_cells)
+    # every line that only occurs inside solution or hidden-test regions of the source is gone
+    secret = secret_lines(source)
+    assert len(secret) > min_secret_lines
+    leaked = sorted(secret & {line.strip() for line in text.split("\n")})
+    assert not leaked, f"solution or hidden-test lines in the student version: {leaked}"
+    assert not any(cell.get("outputs") for cell in student_nb["cells"] if cell["cell_type"] == "code")
+    return text
+
+
+def validate_source_and_release(root, assignment):
+    """What a student sees on Validate, read from nbgrader's API (``nbgrader validate`` exits 0 anyway): the
+    source notebook's result, and the failed code cells and failed written answers of the student version."""
+    from nbgrader.validator import Validator
+
+    validator = Validator()
+    source_result = validator.validate(str(Path(root) / "solutions" / assignment / f"{assignment}.ipynb"))
+    failed = validator.validate(str(Path(root) / "release" / assignment / f"{assignment}.ipynb"))["failed"]
+    code = [cell for cell in failed if cell["source"] != "YOUR ANSWER HERE"]
+    return source_result, code, len(failed) - len(code)

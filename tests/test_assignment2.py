@@ -16,14 +16,12 @@ import inspect
 import json
 import sys
 import textwrap
-import time
 import types
-import zipfile
 
 import grading_helpers as helpers
 import numpy as np
 import pytest
-from grading_helpers import ROOT, cell_by_id, edited, make_course, read_nb, run_cli, source_of, summary_rows
+from grading_helpers import ROOT, cell_by_id, edited, read_nb, run_cli, source_of, summary_rows
 
 ASSIGNMENT = "assignment2"
 SOURCE = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
@@ -156,47 +154,23 @@ EXPECTED = {student: AUTOGRADED_MAX - sum(TEST_CELLS[g] for g in cells) for stud
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
-    root = make_course(tmp_path_factory.mktemp("assignment2"))
-    result = run_cli("release", ASSIGNMENT, cwd=root)
-    assert result.returncode == 0, result.stderr
-    assert "release/assignment2" in result.stdout
-    return root
+    return helpers.released_course(tmp_path_factory.mktemp("assignment2"), ASSIGNMENT)
 
 
 @pytest.fixture(scope="module")
 def batch(released):
     """One `course autograde` of the whole batch, given as a .zip."""
-    root = released
-    released_nb = read_nb(root / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    archive = root.parent / "submissions.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for student, text in submissions(released_nb).items():
-            zf.writestr(f"{student}_{ASSIGNMENT}.ipynb", text)
-    start = time.monotonic()
-    result = run_cli("autograde", ASSIGNMENT, str(archive), *LIMITS, cwd=root)
-    return root, result, time.monotonic() - start
+    released_nb = read_nb(released / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    files = {f"{student}_{ASSIGNMENT}.ipynb": text for student, text in submissions(released_nb).items()}
+    return helpers.autograde_zip(released, ASSIGNMENT, files, *LIMITS)
 
 
 @pytest.mark.slow
 def test_release_contains_no_solution_and_no_hidden_test(released):
-    source = read_nb(SOURCE)
     student_nb = read_nb(released / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    text = "\n".join(source_of(cell) for cell in student_nb["cells"])
-    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
-        assert marker not in text
-    code = "\n".join(source_of(cell_by_id(student_nb, gid)) for gid in SOLUTION_CELLS)
     names = [name for group in FUNCTIONS.values() for name in group]
-    assert code.count("# YOUR CODE HERE\n    raise NotImplementedError()") == len(names)  # one stub per function
-    for name in names:
-        assert f"def {name}(" in code
-    assert all(source_of(cell_by_id(student_nb, gid)) == "YOUR ANSWER HERE" for gid in WRITTEN_CELLS)
-
-    # every line that only occurs inside solution or hidden-test regions of the source is gone
-    secret = helpers.secret_lines(source)
-    assert len(secret) > 60
-    student_lines = {line.strip() for line in text.split("\n")}
-    leaked = sorted(secret & student_lines)
-    assert not leaked, f"solution or hidden-test lines in the student version: {leaked}"
+    text = helpers.check_student_version(read_nb(SOURCE), student_nb, SOLUTION_CELLS, WRITTEN_CELLS, names,
+                                         min_secret_lines=60)
     # what the hidden tests compare with, and the model answer, appear nowhere in the student version
     for fragment in ("check_against_reference", "Defence(", "GivenScores", "keep_mask_reference", "rng_a",
                      "feasible set** $\\mathcal F"):
@@ -205,20 +179,15 @@ def test_release_contains_no_solution_and_no_hidden_test(released):
     for gid in TEST_CELLS:
         if gid.endswith("_hidden"):
             assert source_of(cell_by_id(student_nb, gid)).strip().count("\n") == 0
-    assert not any(cell.get("outputs") for cell in student_nb["cells"] if cell["cell_type"] == "code")
 
 
 @pytest.mark.slow
 def test_nbgrader_validate_passes_the_solution_and_fails_the_student_version(released):
-    from nbgrader.validator import Validator
-
-    validator = Validator()
-    assert validator.validate(str(released / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")) == {}
-    failed = validator.validate(str(released / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"))["failed"]
-    code = [cell for cell in failed if cell["source"] != "YOUR ANSWER HERE"]
-    assert len(code) == 5  # the visible tests; the hidden ones are not in the student version
-    assert all("NotImplementedError" in cell["raw_error"] for cell in code)
-    assert len(failed) - len(code) == 1  # the unanswered written question
+    source_result, failed_code, failed_written = helpers.validate_source_and_release(released, ASSIGNMENT)
+    assert source_result == {}
+    assert len(failed_code) == 5  # the visible tests; the hidden ones are not in the student version
+    assert all("NotImplementedError" in cell["raw_error"] for cell in failed_code)
+    assert failed_written == 1  # the unanswered written question
 
 
 @pytest.mark.slow

@@ -16,12 +16,11 @@ import sys
 import textwrap
 import time
 import types
-import zipfile
 
 import grading_helpers as helpers
 import numpy as np
 import pytest
-from grading_helpers import ROOT, cell_by_id, edited, make_course, read_nb, run_cli, source_of, summary_rows
+from grading_helpers import ROOT, cell_by_id, edited, read_nb, run_cli, source_of, summary_rows
 
 ASSIGNMENT = "assignment1"
 SOURCE = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
@@ -131,66 +130,37 @@ def gradebook_scores(root, student):
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def released(tmp_path_factory):
-    root = make_course(tmp_path_factory.mktemp("pipeline"))
-    result = run_cli("release", ASSIGNMENT, cwd=root)
-    assert result.returncode == 0, result.stderr
-    assert "release/assignment1" in result.stdout
-    return root
+    return helpers.released_course(tmp_path_factory.mktemp("pipeline"), ASSIGNMENT)
 
 
 @pytest.fixture(scope="module")
 def batch(released):
     """One `course autograde` of the whole batch, given as a .zip with a sub-folder, plus two bad files."""
-    root = released
-    released_nb = read_nb(root / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    archive = root.parent / "submissions.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for student, text in submissions(released_nb).items():
-            zf.writestr(f"batch/{student}_{ASSIGNMENT}.ipynb", text)
-        zf.writestr(f"batch/carol_{ASSIGNMENT}.ipynb", "{ this is not json")
-        zf.writestr("batch/notes.txt", "not a notebook")
-    start = time.monotonic()
-    result = run_cli("autograde", ASSIGNMENT, str(archive), *LIMITS, cwd=root)
-    return root, result, time.monotonic() - start
+    released_nb = read_nb(released / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    files = {f"batch/{student}_{ASSIGNMENT}.ipynb": text for student, text in submissions(released_nb).items()}
+    files[f"batch/carol_{ASSIGNMENT}.ipynb"] = "{ this is not json"
+    files["batch/notes.txt"] = "not a notebook"
+    return helpers.autograde_zip(released, ASSIGNMENT, files, *LIMITS)
 
 
 @pytest.mark.slow
 def test_release_contains_no_solution_and_no_hidden_test(released):
-    source = read_nb(SOURCE)
     student_nb = read_nb(released / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    text = "\n".join(source_of(cell) for cell in student_nb["cells"])
-    assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
-    assert "BEGIN HIDDEN TESTS" not in text and "END HIDDEN TESTS" not in text
-    code = "\n".join(source_of(cell_by_id(student_nb, gid)) for gid in SOLUTION_CELLS)
-    assert code.count("# YOUR CODE HERE\n    raise NotImplementedError()") == 4  # one stub per function
-    for name in ("distance_filter", "filtered_mean", "adaptive_attack", "trimmed_mean"):
-        assert f"def {name}(" in code
-    assert all(source_of(cell_by_id(student_nb, gid)) == "YOUR ANSWER HERE" for gid in WRITTEN_CELLS)
-
-    # every line that only occurs inside solution or hidden-test regions of the source is gone
-    secret = helpers.secret_lines(source)
-    assert len(secret) > 40
-    student_lines = {line.strip() for line in text.split("\n")}
-    leaked = sorted(secret & student_lines)
-    assert not leaked, f"solution or hidden-test lines in the student version: {leaked}"
+    helpers.check_student_version(read_nb(SOURCE), student_nb, SOLUTION_CELLS, WRITTEN_CELLS,
+                                  ["distance_filter", "filtered_mean", "adaptive_attack", "trimmed_mean"],
+                                  min_secret_lines=40)
     # the hidden-test cells are still there (graded), with the visible comment only
     for gid in ("test_part_a_hidden", "test_part_b_hidden", "test_part_c_hidden"):
         assert "check_against_reference" not in source_of(cell_by_id(student_nb, gid))
-    assert not any(cell.get("outputs") for cell in student_nb["cells"] if cell["cell_type"] == "code")
 
 
 @pytest.mark.slow
 def test_nbgrader_validate_passes_the_solution_and_fails_the_student_version(released):
-    """What a student sees on Validate (results read from nbgrader's API: `nbgrader validate` exits 0 anyway)."""
-    from nbgrader.validator import Validator
-
-    validator = Validator()
-    assert validator.validate(str(released / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")) == {}
-    failed = validator.validate(str(released / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"))["failed"]
-    code = [cell for cell in failed if cell["source"] != "YOUR ANSWER HERE"]
-    assert len(code) == 3  # the visible tests; the hidden ones are not in the student version
-    assert all("NotImplementedError" in cell["raw_error"] for cell in code)
-    assert len(failed) - len(code) == 2  # the unanswered written questions
+    source_result, failed_code, failed_written = helpers.validate_source_and_release(released, ASSIGNMENT)
+    assert source_result == {}
+    assert len(failed_code) == 3  # the visible tests; the hidden ones are not in the student version
+    assert all("NotImplementedError" in cell["raw_error"] for cell in failed_code)
+    assert failed_written == 2  # the unanswered written questions
 
 
 @pytest.mark.slow

@@ -9,9 +9,6 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from book_pages import source_of, toc_pages  # noqa: F401 (re-exported for the browser tests)
-
-
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the environment's scripts: jupyter, course
 SCREENSHOTS = ROOT / "_build" / "screenshots"

@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from browser_support import CHROMIUM_FLAGS, SCREENSHOTS, Visit, find_chromium, in_ci, source_of, toc_pages
+from book_pages import source_of, toc_pages
+from browser_support import CHROMIUM_FLAGS, SCREENSHOTS, Visit, find_chromium, in_ci
 
 
 SKIP_PREFIX = "browser tests skipped:"

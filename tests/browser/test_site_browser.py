@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from browser_support import ROOT, source_of
+from book_pages import ROOT, source_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
