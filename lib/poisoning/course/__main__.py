@@ -1,7 +1,0 @@
-"""``python -m poisoning.course``: the same as the ``course`` command."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())
