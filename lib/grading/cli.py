@@ -7,6 +7,7 @@ Run it in the course folder (the repository root, which holds ``nbgrader_config.
     course autograde assignment1 submissions.zip      # collect, then autograde every student (sandboxed)
     course feedback assignment1                       # HTML feedback into feedback/<student>/assignment1
     course grades --output grades.csv                 # one CSV row per student and assignment
+    course similarity assignment1                     # code-similarity report (HTML) of the submissions
 
 Errors are reported as one line on standard error, with a non-zero exit status.
 """
@@ -14,13 +15,14 @@ Errors are reported as one line on standard error, with a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import signal
 import sys
 import threading
 
 from .coursedir import Course, CourseError
-from .sandbox import SandboxLimits
+from .seal import SealLimits, SealUnavailable
 
 PROG = "course"
 
@@ -33,18 +35,19 @@ nbgrader_config.py. A file that is not a notebook, is not valid notebook JSON, y
 second submission of the same notebook by the same student is skipped with a warning; the others are graded,
 and the exit status is then 1.
 
-The submissions are collected into submitted/<student>/ASSIGNMENT/ (nbgrader zip_collect), then every
-student is autograded by nbgrader in a sandbox of its own, --jobs at a time: a child process with limits on
-memory (address space), CPU time, file size and number of processes, a wall-clock timeout, a scrubbed
-environment with a throwaway HOME, and no network where `unshare` is permitted. Scores go into the
-gradebook, the executed notebooks into autograded/, the log of each student into
-.grading/logs/ASSIGNMENT/<student>.log. A submission that crashes, loops or exhausts a limit gets 0 points
-for the autograded cells and an error status; the others are graded as usual. The run ends with a table
-(student, autograded score, max, status); the exit status is 0 when every submission was graded.
+The submissions are collected into submitted/<student>/ASSIGNMENT/ (nbgrader zip_collect). Each is then
+executed in a seal of its own (bubblewrap), --jobs at a time: the system and the Python environment read-only,
+the submission and the assignment's files in a private scratch space, no course folder, no solutions, no
+gradebook, no other submission, no network, its own processes only, an unprivileged user, and limits on memory,
+CPU time, wall-clock time, file size, processes and output. The reference modules that hold the answers are not
+importable in the seal. The test cells only run the student's functions on inputs the grader chose; the grader
+compares the outputs with the references outside the seal and writes the scores into the gradebook itself.
+The executed notebooks go into autograded/, the log of each student into .grading/logs/ASSIGNMENT/<student>.log.
+A submission that crashes, loops or exhausts a limit gets no points for what did not produce a right output, and
+a status that says why; the others are graded as usual. The run ends with a table (student, autograded score,
+max, time, status, first failed check); the exit status is 0 when every submission was graded.
 
-The sandbox limits resources; it does not hide the file system from student code (run the grader as a
-dedicated user or in a container for that), and student code can tamper with the test cells of its own
-notebook."""
+Without a working bubblewrap nothing is graded (never unsealed)."""
 
 
 def _positive_int(text):
@@ -63,7 +66,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    defaults = SandboxLimits()
+    defaults = SealLimits()
     parser = _Parser(prog=PROG, description="Instructor tools for the course's nbgrader assignments.",
                      formatter_class=argparse.RawDescriptionHelpFormatter,
                      epilog="Run `course COMMAND --help` for the options of each command.")
@@ -90,13 +93,15 @@ def build_parser():
                    help="limit per cell, after which the kernel is interrupted "
                         "(default: ExecutePreprocessor.timeout in nbgrader_config.py)")
     p.add_argument("--cpu-seconds", type=_positive_int, default=defaults.cpu_seconds, metavar="SECONDS",
-                   help=f"CPU time limit of each process (default: {defaults.cpu_seconds})")
+                   help=f"CPU time of each process in a seal (default: {defaults.cpu_seconds})")
     p.add_argument("--memory-mb", type=_positive_int, default=defaults.memory_mb, metavar="MB",
-                   help=f"address-space limit of each process (default: {defaults.memory_mb})")
+                   help=f"memory of one seal's processes together (default: {defaults.memory_mb})")
     p.add_argument("--file-size-mb", type=_positive_int, default=defaults.file_size_mb, metavar="MB",
                    help=f"largest file student code may write (default: {defaults.file_size_mb})")
     p.add_argument("--max-processes", type=_positive_int, default=defaults.processes, metavar="N",
-                   help=f"processes and threads a student may start (default: {defaults.processes})")
+                   help=f"processes and threads in one seal (default: {defaults.processes})")
+    p.add_argument("--output-mb", type=_positive_int, default=defaults.output_mb, metavar="MB",
+                   help=f"what one seal may hand back: outputs and results (default: {defaults.output_mb})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--keep-scratch", action="store_true", help="keep the scratch folders (for debugging)")
 
@@ -111,6 +116,17 @@ def build_parser():
     p.add_argument("--output", "-o", default="grades.csv", metavar="FILE",
                    help="the CSV file, relative to the current folder; - for standard output "
                         "(default: grades.csv)")
+
+    p = commands.add_parser("similarity", help="rank submissions by code similarity (HTML report)",
+                            description="Compare the code every student wrote (the solution cells of the collected "
+                                        "submissions in submitted/) with every other student's and with the "
+                                        "source of the poisoning package, with copydetect; the released "
+                                        "notebook's code does not count. Prints the most similar pairs and writes "
+                                        "a side-by-side HTML report.")
+    p.add_argument("assignment", metavar="ASSIGNMENT")
+    p.add_argument("--output", "-o", default=None, metavar="FILE",
+                   help="the HTML report (default: .grading/similarity/ASSIGNMENT.html)")
+    p.add_argument("--top", type=_positive_int, default=20, metavar="N", help="pairs to print (default: 20)")
     return parser
 
 
@@ -150,7 +166,7 @@ def _run(args):
     try:
         course = Course.open(args.course_dir)
         if args.command == "release":
-            from .grading import release
+            from .pipeline import release
 
             folder = release(course, args.assignment)
             print(f"released {args.assignment}: the student version is in {_relative(folder)}")
@@ -158,20 +174,22 @@ def _run(args):
         if args.command == "autograde":
             return _autograde(course, args)
         if args.command == "feedback":
-            from .grading import generate_feedback
+            from .pipeline import generate_feedback
 
             files = generate_feedback(course, args.assignment)
             print(f"feedback for {len(files)} notebook{'s' if len(files) != 1 else ''} in "
                   f"{_relative(course.path('feedback', '.', '.'))}")
             return 0
+        if args.command == "similarity":
+            return _similarity(course, args)
         if args.command == "grades":
-            from .grading import export_grades
+            from .pipeline import export_grades
 
             rows = export_grades(course, args.output)
             if args.output != "-":
                 print(f"{len(rows)} rows written to {args.output}")
             return 0
-    except CourseError as error:
+    except (CourseError, SealUnavailable) as error:
         _error(str(error))
         return 1
     except OSError as error:  # e.g. a folder that cannot be written
@@ -184,10 +202,10 @@ def _run(args):
 
 
 def _autograde(course, args):
-    from .grading import autograde
+    from .pipeline import autograde
 
-    limits = SandboxLimits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds, wall_seconds=args.timeout,
-                           file_size_mb=args.file_size_mb, processes=args.max_processes)
+    limits = SealLimits(memory_mb=args.memory_mb, cpu_seconds=args.cpu_seconds, wall_seconds=args.timeout,
+                        file_size_mb=args.file_size_mb, processes=args.max_processes, output_mb=args.output_mb)
     report = autograde(course, args.assignment, args.submissions, jobs=args.jobs, limits=limits,
                        cell_timeout=args.cell_timeout, progress=not args.no_progress, warn=_warn,
                        keep_scratch=args.keep_scratch)
@@ -196,8 +214,8 @@ def _autograde(course, args):
     print(f"\n{graded} of {len(report.results)} students graded; autograded points only"
           + (f" (the written answers, {report.manual_points:g} points, are graded by hand)"
              if report.manual_points else ""))
-    if report.isolation_note:
-        print(f"sandbox: {report.isolation_note}")
+    if report.seal_note:
+        print(f"seal: {report.seal_note}")
     failed = [r.student for r in report.results if not r.ok]
     if report.problems:
         _error(f"{len(report.problems)} file{'s' if len(report.problems) != 1 else ''} in SUBMISSIONS "
@@ -205,6 +223,32 @@ def _autograde(course, args):
     if failed:
         _error(f"{len(failed)} submission{'s' if len(failed) != 1 else ''} not graded: {', '.join(failed)}")
     return 0 if report.ok else 1
+
+
+def _similarity(course, args):
+    from .similarity import similarity_report
+
+    import poisoning
+
+    course.released_notebooks(args.assignment)
+    submissions = {}
+    for notebook in course.released_notebooks(args.assignment):
+        for path in sorted(glob.glob(os.path.join(course.path("submitted", "*", args.assignment), notebook + ".ipynb"))):
+            student = os.path.basename(os.path.dirname(os.path.dirname(path)))
+            submissions[student if len(course.released_notebooks(args.assignment)) == 1
+                        else f"{student}-{notebook}"] = path
+    if not submissions:
+        raise CourseError(f"no collected submission of '{args.assignment}': run `course autograde` first")
+    template = os.path.join(course.path("release", ".", args.assignment),
+                            course.released_notebooks(args.assignment)[0] + ".ipynb")
+    output = args.output or os.path.join(course.root, ".grading", "similarity", f"{args.assignment}.html")
+    library = os.path.dirname(os.path.realpath(poisoning.__file__))
+    pairs = similarity_report(submissions, output, template=template, library_dirs=[library])
+    print(f"{'similarity':>10}  pair")
+    for pair in pairs[: args.top]:
+        print(f"{pair.similarity:>10.0%}  {pair.first} ~ {pair.second}")
+    print(f"{len(pairs)} pair{'s' if len(pairs) != 1 else ''} with shared code; side by side: {_relative(output)}")
+    return 0
 
 
 if __name__ == "__main__":

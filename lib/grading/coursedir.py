@@ -117,6 +117,11 @@ class Course:
         if not glob.glob(os.path.join(self.path("source", ".", assignment), "*.ipynb")):
             raise CourseError(f"assignment '{assignment}' has no notebook in {self.path('source', '.', assignment)}")
 
+    def source_notebooks(self, assignment):
+        """Names (without ``.ipynb``) of the assignment's source notebooks."""
+        folder = self.path("source", ".", assignment)
+        return sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob(os.path.join(folder, "*.ipynb")))
+
     def released_notebooks(self, assignment):
         """Names (without ``.ipynb``) of the released notebooks; fails when the assignment is not released."""
         self.check_assignment(assignment)
@@ -139,7 +144,7 @@ class Course:
         return True
 
 
-def quiet_logger(name="poisoning.course.nbgrader", level=logging.WARNING):
+def quiet_logger(name="grading.nbgrader", level=logging.WARNING):
     """A logger for nbgrader's apps that only passes warnings (nbgrader logs a lot at INFO)."""
     logger = logging.getLogger(name)
     logger.setLevel(level)

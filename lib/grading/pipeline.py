@@ -1,19 +1,20 @@
-"""The instructor's pipeline: release, autograde (sandboxed, in parallel), feedback, grades.
+"""The instructor's pipeline: release, autograde (every submission sealed, several at once), feedback, grades.
 
-Autograding one student is nbgrader's own ``autograde``, run in a sandboxed child process
-(:mod:`poisoning.course.sandbox`) against a **scratch course folder** of its own:
+Autograding one student is nbgrader's own ``autograde`` with its *Execute* step replaced:
 
-* ``gradebook.db``: a copy of the course's gradebook with every student removed (so a student's code sees no
-  other student's grades), holding the assignment, its cells and checksums;
-* the assignment's supporting files from the source folder (never its notebooks: no solutions there);
-* the student's collected submission.
+* nbgrader prepares the submission in this process as it always does (restores the instructor's locked and test
+  cells from the gradebook, records the submission) and records the scores at the end (``SaveAutoGrades``);
+* :class:`SealedExecute` executes the notebook in a seal of its own (:mod:`grading.seal`) with the grader's inputs
+  for the test cells, and takes back only the outputs of the cells and of the student's functions;
+* :class:`ApplyVerdicts` decides every graded test cell here, from those outputs and the expected results that the
+  grader computed once for the class (:mod:`grading.verdicts`), and writes the verdict as the cell's only output:
+  a line on standard output when it passes, an error when it fails. nbgrader's ``SaveAutoGrades`` then gives
+  exactly those points: nothing the kernel printed or reported decides a score.
 
-Several students run at once (a thread per student waits on its child process). When a child ends, the
-parent alone copies that student's scores from the scratch gradebook into the course's gradebook (one writer:
-no locking, no corruption), each score clamped to the points of its cell, and copies the executed notebooks
-to ``autograded/<student>/<assignment>/``. A student whose grading fails (kernel crash, timeout, ...) gets 0
-for every autograded cell, a flag in the gradebook and an error status in the summary; the others are not
-affected.
+Several students are graded at once (``jobs`` threads). The gradebook has one writer at a time: a thread holds
+the gradebook lock for nbgrader's steps and releases it while its seal runs. A submission that crashes, loops,
+exhausts a limit or tampers with the seal gets no points for what did not produce a right output, and a status
+that says why; the others are not affected.
 """
 
 from __future__ import annotations
@@ -21,19 +22,28 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import glob
+import logging
 import os
+import pickle
+import queue
 import shutil
-import signal
-import sqlite3
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 
+from nbconvert.preprocessors import Preprocessor
+
+from . import gradebook
 from .coursedir import CourseError, quiet_logger, run_nbgrader
-from .sandbox import SandboxLimits, allow_new_children, isolation, run_sandboxed, terminate_all
+from .seal import Seal, SealLimits, allow_new_seals, sealed_packages, terminate_all
 from .submissions import collect, gather
 
 __all__ = ["release", "autograde", "generate_feedback", "export_grades", "StudentResult", "AutogradeReport"]
+
+#: the error name of a failed verdict in the autograded notebook
+FAILURE = "GradingFailure"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -41,10 +51,13 @@ __all__ = ["release", "autograde", "generate_feedback", "export_grades", "Studen
 # --------------------------------------------------------------------------------------------------
 def release(course, assignment):
     """``nbgrader generate_assignment``: the student version into ``release/<assignment>``, and the
-    assignment into the gradebook. Returns the release folder."""
+    assignment into the gradebook. Returns the release folder. The checks of every notebook are recorded once,
+    so that a test cell the grader cannot record fails here, not at grading time."""
     from nbgrader.converters import GenerateAssignment
 
     course.check_assignment(assignment)
+    for name in course.source_notebooks(assignment):
+        _plan(course, assignment, name)
     app = GenerateAssignment(coursedir=course.coursedir(assignment_id=assignment), config=course.config)
     app.force = True
     app.create_assignment = True
@@ -60,16 +73,33 @@ def _last_line(text):
     return lines[-1] if lines else "no details"
 
 
+def _plan(course, assignment, notebook):
+    """``(Plan, hidden modules)`` of one source notebook."""
+    import nbformat
+
+    from .verdicts import PlanError, record_plan
+
+    path = os.path.join(course.path("source", ".", assignment), notebook + ".ipynb")
+    nb = nbformat.read(path, as_version=4)
+    try:
+        plan = record_plan(nb)
+    except PlanError as error:
+        raise CourseError(f"{assignment}/{notebook}.ipynb: {error}") from None
+    hidden = list(nb.metadata.get("grading", {}).get("hidden_modules", []))
+    return plan, hidden
+
+
 # --------------------------------------------------------------------------------------------------
 # autograde
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class StudentResult:
     student: str
-    status: str  # "graded", "graded (...)", "error: ...", "timeout ...", "invalid: ..."
+    status: str  # "graded", "graded (...)", "kernel died ...", "timeout ...", "invalid: ..."
     score: float = 0.0
     max_score: float = 0.0
-    seconds: float | None = None  # wall-clock time of its sandboxed run
+    seconds: float | None = None  # wall-clock time of its seal
+    reason: str = ""  # the first failed check, or why nothing could be graded
 
     @property
     def ok(self):
@@ -81,7 +111,7 @@ class AutogradeReport:
     assignment: str
     results: list = field(default_factory=list)  # StudentResult, sorted by student
     problems: list = field(default_factory=list)  # submissions.Problem
-    isolation_note: str = ""
+    seal_note: str = ""
     manual_points: float = 0.0
 
     @property
@@ -89,222 +119,219 @@ class AutogradeReport:
         return not self.problems and all(r.ok for r in self.results)
 
     def table(self):
-        rows = [("student", "score", "max", "time", "status")]
+        rows = [("student", "score", "max", "time", "status", "first problem")]
         rows += [(r.student, f"{r.score:g}", f"{r.max_score:g}", "-" if r.seconds is None else f"{r.seconds:.0f}s",
-                  r.status) for r in self.results]
-        widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        lines = [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}  {d:>{widths[3]}}  {e}"
-                 for a, b, c, d, e in rows]
+                  r.status, _one_line(r.reason, 100)) for r in self.results]
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        lines = [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}  {d:>{widths[3]}}  {e:<{widths[4]}}  {f}".rstrip()
+                 for a, b, c, d, e, f in rows]
         lines.insert(1, "-" * max(len(line) for line in lines))
         return "\n".join(lines)
 
 
-def _copy_gradebook(source_path, target_path):
-    """A consistent copy of an SQLite file (the backup API, not a file copy)."""
-    source = sqlite3.connect(source_path)
-    target = sqlite3.connect(target_path)
-    try:
-        source.backup(target)
-    finally:
-        target.close()
-        source.close()
+def _one_line(text, width):
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _template_gradebook(course, path):
-    """The course's gradebook without any student (copied into every scratch folder)."""
-    from nbgrader.api import Gradebook
+@dataclass
+class _Run:
+    """What the threads of one autograde run share."""
 
-    _copy_gradebook(course.db_path, path)
-    with Gradebook("sqlite:///" + path, course.course_id) as gradebook:
-        for student in list(gradebook.students):
-            gradebook.remove_student(student.id)
-    connection = sqlite3.connect(path)
-    connection.execute("VACUUM")  # drop the freed pages, which still hold the removed grades
-    connection.close()
-
-
-def _prepare_scratch(course, assignment, student, scratch, template):
-    """A scratch course folder for one student; returns its root."""
-    os.makedirs(scratch)
-    shutil.copyfile(template, os.path.join(scratch, "gradebook.db"))
-    layout = course.coursedir(root=scratch)
-    source = course.path("source", ".", assignment)
-    scratch_source = os.path.normpath(layout.format_path(layout.source_directory, ".", assignment))
-    shutil.copytree(source, scratch_source, ignore=shutil.ignore_patterns("*.ipynb", ".*", "__pycache__"))
-    scratch_submitted = os.path.normpath(layout.format_path(layout.submitted_directory, student, assignment))
-    shutil.copytree(course.path("submitted", student, assignment), scratch_submitted, symlinks=True)
-    return scratch
+    course: object
+    assignment: str
+    seal: Seal
+    plans: dict  # notebook -> Plan
+    inputs: dict  # notebook -> path of its pickled inputs
+    scratch: str
+    log_dir: str
+    cell_timeout: int
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the gradebook's one writer
+    slots: queue.Queue = field(default_factory=queue.Queue)
+    outcomes: dict = field(default_factory=dict)  # (student, notebook) -> dict
 
 
-def _grade_one(course, assignment, student, scratch, template, limits, cell_timeout, log_path):
-    _prepare_scratch(course, assignment, student, scratch, template)
-    args = ["--config", course.config_path, "--root", scratch, "--assignment", assignment, "--student", student]
-    if cell_timeout:
-        args += ["--cell-timeout", str(cell_timeout)]
-    return run_sandboxed(args, workdir=scratch, limits=limits, log_path=log_path,
-                         result_path=os.path.join(scratch, "result.json"))
+def _clean_outputs(raw):
+    """The outputs of one cell as the seal reported them, rebuilt from known fields only."""
+    from nbformat.v4 import new_output
 
+    def text(value, limit=1_000_000):
+        if isinstance(value, list):
+            value = "".join(v for v in value if isinstance(v, str))
+        return value[:limit] if isinstance(value, str) else ""
 
-_GENERIC_ERRORS = ("There was an error processing", "Please see the", "Removing failed")
-
-
-def _failure_reason(outcome, limits):
-    if outcome.timed_out:
-        return f"timeout: stopped after {limits.wall_seconds} s (wall clock)"
-    result = outcome.result or {}
-    text = (result.get("error") or "") + "\n" + (result.get("log") or "")
-    if "DeadKernelError" in text or "Kernel died" in text or "kernel died" in text:
-        return "error: the kernel died (a crash, or killed at the CPU or memory limit)"
-    if "Kernel didn't respond" in text:
-        return "error: the kernel did not start"
-    if "UnresponsiveKernelError" in text or "CellTimeoutError" in text:
-        return "error: a cell ran past the cell timeout and could not be interrupted"
-    if not result.get("error"):
-        code = outcome.returncode
-        if code is not None and code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            return f"error: the grader was killed ({name})"
-        return f"error: the grader stopped (exit code {code})"
-    errors = [line.split("]", 1)[1].strip() for line in (result.get("log") or "").splitlines()
-              if line.startswith("[ERROR]") and not any(g in line for g in _GENERIC_ERRORS)]
-    return "error: " + (errors[-1] if errors else _last_line(result.get("error")))[:100]
-
-
-def _cell_notes(notebook_paths):
-    """Notes on cells stopped by a limit, read from the executed notebooks."""
-    import nbformat
-
-    timeouts = memory = 0
-    for path in notebook_paths:
-        try:
-            nb = nbformat.read(path, as_version=4)
-        except Exception:
+    cleaned = []
+    for output in raw if isinstance(raw, list) else []:
+        if not isinstance(output, dict):
             continue
-        for cell in nb.cells:
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "error":
-                    timeouts += output.get("ename") == "CellTimeoutError"
-                    memory += output.get("ename") == "MemoryError"
-    notes = []
-    if timeouts:
-        notes.append(f"{timeouts} cell{'s' if timeouts > 1 else ''} timed out")
-    if memory:
-        notes.append(f"{memory} cell{'s' if memory > 1 else ''} ran out of memory")
-    return notes
+        kind = output.get("output_type")
+        if kind == "stream":
+            name = output.get("name") if output.get("name") in ("stdout", "stderr") else "stdout"
+            cleaned.append(new_output("stream", name=name, text=text(output.get("text"))))
+        elif kind == "error":
+            traceback = output.get("traceback")
+            traceback = [text(line, 10_000) for line in traceback[:200]] if isinstance(traceback, list) else []
+            cleaned.append(new_output("error", ename=text(output.get("ename"), 200),
+                                      evalue=text(output.get("evalue"), 10_000), traceback=traceback))
+        elif kind in ("display_data", "execute_result"):
+            data = output.get("data") if isinstance(output.get("data"), dict) else {}
+            kept = {mime: text(value) for mime, value in data.items()
+                    if mime in ("text/plain", "text/html", "text/markdown", "text/latex", "image/png",
+                                "image/jpeg", "image/svg+xml") and isinstance(value, (str, list))}
+            if kind == "execute_result":
+                count = output.get("execution_count")
+                count = count if isinstance(count, int) and not isinstance(count, bool) else None
+                cleaned.append(new_output("execute_result", data=kept, execution_count=count))
+            else:
+                cleaned.append(new_output("display_data", data=kept))
+    return cleaned
 
 
-def _safe_notebooks(folder):
-    """Regular ``.ipynb`` files directly in ``folder`` (no links), each at most 50 MB."""
-    found = []
-    for path in sorted(glob.glob(os.path.join(folder, "*.ipynb"))):
-        if not os.path.islink(path) and os.path.isfile(path) and os.path.getsize(path) <= 50 * 1024 * 1024:
-            found.append(path)
+def _graded_cells(nb):
+    """``{grade id: cell}`` of the graded test cells (code, not solution)."""
+    found = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
+            found[meta.get("grade_id")] = cell
     return found
 
 
-def _merge(course, assignment, student, scratch, success):
-    """Copy one student's scores from the scratch gradebook into the course's gradebook."""
-    from nbgrader.api import Gradebook, MissingEntry
+class SealedExecute(Preprocessor):
+    """nbgrader's Execute step, in a seal: the outputs of the cells and of the student's functions come back."""
 
-    scratch_url = "sqlite:///" + os.path.join(scratch, "gradebook.db")
-    with Gradebook(course.db_url, course.course_id) as main:
-        main.update_or_create_student(student)
-        scratch_book = Gradebook(scratch_url, course.course_id) if success else None
+    enabled = True
+    run: _Run = None  # set on a subclass made for each autograde run
+
+    def preprocess(self, nb, resources):
+        import nbformat
+
+        run = self.run
+        student = resources["nbgrader"]["student"]
+        notebook = resources["nbgrader"]["notebook"]
+        job = os.path.join(run.scratch, "jobs", f"{student}--{notebook}")
+        shutil.rmtree(job, ignore_errors=True)
+        os.makedirs(os.path.join(job, "files"))
+        nbformat.write(nb, os.path.join(job, "notebook.ipynb"))
+        shutil.copyfile(run.inputs[notebook], os.path.join(job, "inputs.pickle"))
+        folder = resources.get("metadata", {}).get("path") or ""
+        for path in sorted(glob.glob(os.path.join(folder, "*"))):  # the assignment's supporting files
+            if os.path.isfile(path) and not os.path.islink(path) and not path.endswith(".ipynb"):
+                shutil.copyfile(path, os.path.join(job, "files", os.path.basename(path)))
+        log_path = os.path.join(run.log_dir, f"{student}.log")
+        run.lock.release()  # other students' nbgrader steps may run while this seal does
         try:
-            scratch_submission = None
-            if scratch_book is not None:
-                try:
-                    scratch_submission = scratch_book.find_submission(assignment, student)
-                except MissingEntry:
-                    scratch_submission = None
-            timestamp = scratch_submission.timestamp if scratch_submission is not None else None
-            submission = main.update_or_create_submission(assignment, student, timestamp=timestamp)
-            for notebook in submission.notebooks:
-                scratch_notebook = None
-                if scratch_submission is not None:
-                    try:
-                        scratch_notebook = scratch_book.find_submission_notebook(notebook.name, assignment, student)
-                    except MissingEntry:
-                        pass
-                notebook.flagged = scratch_notebook is None
-                notebook.late_submission_penalty = (scratch_notebook.late_submission_penalty
-                                                    if scratch_notebook is not None else None)
-                for grade in notebook.grades:
-                    cell = grade.cell
-                    auto = None
-                    if scratch_notebook is not None:
-                        auto = scratch_book.find_grade(cell.name, notebook.name, assignment, student).auto_score
-                    elif cell.cell_type == "code":
-                        auto = 0.0  # grading failed: no points for autograded cells
-                    if auto is not None:
-                        auto = min(max(float(auto), 0.0), float(cell.max_score))
-                    grade.auto_score = auto
-                    grade.needs_manual_grade = grade.manual_score is not None or auto is None
-                for comment in notebook.comments:
-                    if scratch_notebook is not None:
-                        comment.auto_comment = scratch_book.find_comment(
-                            comment.cell.name, notebook.name, assignment, student).auto_comment
-            main.db.commit()
-            score, max_score = submission.code_score, submission.max_code_score
+            slot = run.slots.get()
+            try:
+                outcome = run.seal.run(job, slot=slot, cell_timeout=run.cell_timeout, log_path=log_path)
+            finally:
+                run.slots.put(slot)
         finally:
-            if scratch_book is not None:
-                scratch_book.close()
-    return float(score or 0.0), float(max_score or 0.0)
+            run.lock.acquire()
+            shutil.rmtree(job, ignore_errors=True)
+        result = outcome.result or {}
+        outputs = result.get("outputs") if isinstance(result.get("outputs"), dict) else {}
+        counts = result.get("counts") if isinstance(result.get("counts"), dict) else {}
+        cell_errors, timeouts, memory = {}, 0, 0
+        graded = {id(cell): gid for gid, cell in _graded_cells(nb).items()}
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            cell.outputs = _clean_outputs(outputs.get(str(index)))
+            count = counts.get(str(index))
+            cell.execution_count = count if isinstance(count, int) and not isinstance(count, bool) else None
+            for output in cell.outputs:
+                if output.output_type == "error":
+                    timeouts += output.ename == "CellTimeoutError"
+                    memory += output.ename == "MemoryError"
+                    if id(cell) in graded and graded[id(cell)] not in cell_errors:
+                        cell_errors[graded[id(cell)]] = _one_line(f"{output.ename}: {output.evalue}", 120)
+        error = result.get("error") if isinstance(result.get("error"), str) else None
+        run.outcomes[(student, notebook)] = {
+            "records": result.get("records", []), "cell_errors": cell_errors, "stopped": outcome.stopped,
+            "answered": outcome.result is not None, "error": error, "seconds": outcome.seconds,
+            "timeouts": timeouts, "memory": memory}
+        return nb, resources
 
 
-def _install_autograded(course, assignment, student, scratch, success):
-    """Replace ``autograded/<student>/<assignment>`` with the executed notebooks (nothing when it failed)."""
-    target = course.path("autograded", student, assignment)
-    shutil.rmtree(target, ignore_errors=True)
-    if not success:  # and no stale feedback of an earlier run either
-        shutil.rmtree(course.path("feedback", student, assignment), ignore_errors=True)
-        return []
-    layout = course.coursedir(root=scratch)
-    produced = os.path.normpath(layout.format_path(layout.autograded_directory, student, assignment))
-    notebooks = _safe_notebooks(produced)
-    os.makedirs(target, exist_ok=True)
-    installed = []
-    for path in notebooks:
-        destination = os.path.join(target, os.path.basename(path))
-        shutil.copyfile(path, destination)
-        installed.append(destination)
-    stamp = os.path.join(produced, "timestamp.txt")
-    if os.path.isfile(stamp) and not os.path.islink(stamp) and os.path.getsize(stamp) < 1000:
-        shutil.copyfile(stamp, os.path.join(target, "timestamp.txt"))
-    return installed
+class ApplyVerdicts(Preprocessor):
+    """Each graded test cell's only output becomes the grader's verdict (what ``SaveAutoGrades`` scores)."""
+
+    enabled = True
+    run: _Run = None
+
+    def preprocess(self, nb, resources):
+        from nbformat.v4 import new_output
+
+        run = self.run
+        student = resources["nbgrader"]["student"]
+        notebook = resources["nbgrader"]["notebook"]
+        outcome = run.outcomes.get((student, notebook), {})
+        plan = run.plans[notebook]
+        verdicts = plan.verdicts(outcome.get("records", []), outcome.get("cell_errors", {}))
+        failures = []
+        for gid, cell in _graded_cells(nb).items():
+            passed, message = verdicts.get(gid, (False, "this test cell is not one of the assignment's"))
+            if not outcome.get("answered"):
+                passed, message = False, "the notebook could not be executed: " + _stop_reason(outcome, run)
+            if passed:
+                cell.outputs = [new_output("stream", name="stdout", text=f"{gid}: {message} (checked by the grader)\n")]
+            else:
+                cell.outputs = [new_output("error", ename=FAILURE, evalue=message,
+                                           traceback=[f"{FAILURE}: {gid}: {message}"])]
+                failures.append(f"{gid}: {message}")
+        outcome["first_failure"] = failures[0] if failures else ""
+        return nb, resources
 
 
-def _max_scores(course, assignment):
-    from nbgrader.api import Gradebook
+def _stop_reason(outcome, run):
+    stopped = outcome.get("stopped")
+    limits = run.seal.limits
+    if stopped == "wall clock":
+        return f"timeout: stopped after {limits.wall_seconds} s (wall clock)"
+    if stopped == "memory":
+        return f"memory limit: its processes used more than {limits.memory_mb} MB together"
+    if stopped == "cpu":
+        return "CPU limit: its processes used too much CPU time together"
+    if stopped == "output":
+        return f"output limit: it printed more than {limits.output_mb} MB"
+    return "the seal gave no answer (its executor was killed or crashed)"
 
-    with Gradebook(course.db_url, course.course_id) as gradebook:
-        a = gradebook.find_assignment(assignment)
-        return float(a.max_code_score), float(a.max_written_score)
 
-
-def _record_students(course, students):
-    from nbgrader.api import Gradebook
-
-    if students:
-        with Gradebook(course.db_url, course.course_id) as gradebook:
-            for student in students:
-                gradebook.update_or_create_student(student)
+def _status(outcome, run):
+    """The summary's status of one student's (only) notebook run."""
+    if not outcome:
+        return "error: not graded"
+    if not outcome.get("answered"):
+        reason = _stop_reason(outcome, run)
+        return reason if reason.startswith(("timeout", "memory", "CPU", "output")) else "error: " + reason
+    error = outcome.get("error") or ""
+    if "DeadKernel" in error or "Kernel died" in error or "kernel died" in error.lower():
+        return "kernel died (graded what ran before)"
+    if error:
+        return "error: " + _one_line(error, 80)
+    notes = []
+    if outcome.get("timeouts"):
+        notes.append(f"{outcome['timeouts']} cell{'s' if outcome['timeouts'] > 1 else ''} timed out")
+    if outcome.get("memory"):
+        notes.append(f"{outcome['memory']} cell{'s' if outcome['memory'] > 1 else ''} ran out of memory")
+    return "graded" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, cell_timeout=None,
               progress=True, warn=None, keep_scratch=False):
-    """Collect the submissions in ``submissions_path`` and autograde every student; returns a report.
+    """Collect the submissions in ``submissions_path`` and autograde every student, sealed; returns a report.
 
     ``warn(message)`` is called once for every skipped file, before grading starts.
     """
-    limits = limits or SandboxLimits()
+    from nbgrader.converters import Autograde
+    from traitlets.config import Config
+
+    limits = limits or SealLimits()
     limits.validate()
     jobs = jobs or os.cpu_count() or 1
     notebooks = course.released_notebooks(assignment)
-    max_code, max_written = _max_scores(course, assignment)
+    max_code, max_written = gradebook.max_scores(course, assignment)
     report = AutogradeReport(assignment, manual_points=max_written)
     grading_dir = os.path.join(course.root, ".grading")
     os.makedirs(grading_dir, exist_ok=True)
@@ -320,38 +347,90 @@ def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, c
         invalid = sorted({p.student for p in problems if p.student} - set(students))
         for student in invalid:
             reasons = [p.message for p in problems if p.student == student]
-            report.results.append(StudentResult(student, "invalid: " + reasons[0][:80], 0.0, max_code))
-        _record_students(course, invalid)  # listed with 0 points in the grades
+            report.results.append(StudentResult(student, "invalid: " + _one_line(reasons[0], 80), 0.0, max_code))
+        gradebook.record_students(course, invalid)  # listed with 0 points in the grades
         if not students:
             raise CourseError(f"nothing to grade in {submissions_path}: no valid submission "
                               f"(expected notebooks named <student_id>_{notebooks[0]}.ipynb)")
         collect(course, assignment, submissions)
-        report.isolation_note = isolation()[1]
-        template = os.path.join(base, "template.db")
-        _template_gradebook(course, template)
+
+        # the checks of every notebook, recorded once; their inputs are what every seal gets
+        plans, inputs, hidden = {}, {}, set()
+        os.makedirs(os.path.join(base, "inputs"))
+        for notebook in notebooks:
+            plans[notebook], hidden_modules = _plan(course, assignment, notebook)
+            hidden.update(hidden_modules)
+            inputs[notebook] = os.path.join(base, "inputs", f"{notebook}.pickle")
+            with open(inputs[notebook], "wb") as handle:
+                pickle.dump(plans[notebook].inputs(), handle)
+        seal = Seal(limits, sealed_packages(base, sorted(hidden), assignment), base)
+        report.seal_note = (f"each submission sealed by bubblewrap ({seal.bwrap}); "
+                            f"hidden from the seals: {', '.join(sorted(hidden)) or 'nothing'}")
+        config = Config(course.config)
+        timeout = cell_timeout or config.get("ExecutePreprocessor", {}).get("timeout", 60) or 60
         log_dir = os.path.join(grading_dir, "logs", assignment)
         os.makedirs(log_dir, exist_ok=True)
+        run = _Run(course, assignment, seal, plans, inputs, base, log_dir, int(timeout))
+        for slot in range(jobs):
+            run.slots.put(slot)
+        sealed_execute = type("SealedExecute", (SealedExecute,), {"run": run})
+        apply_verdicts = type("ApplyVerdicts", (ApplyVerdicts,), {"run": run})
+        from nbgrader.preprocessors import Execute, SaveAutoGrades
+
+        # nbgrader's own steps, with Execute sealed and the verdicts applied just before SaveAutoGrades
+        steps = [sealed_execute if step is Execute else step
+                 for step in Autograde().autograde_preprocessors]
+        if Execute in steps or SaveAutoGrades not in steps:
+            raise CourseError("this nbgrader version's autograde steps are not the expected ones")
+        steps.insert(steps.index(SaveAutoGrades), apply_verdicts)
+        config.Autograde.autograde_preprocessors = steps
+        for student in students:
+            shutil.rmtree(course.path("autograded", student, assignment), ignore_errors=True)
+            shutil.rmtree(course.path("feedback", student, assignment), ignore_errors=True)
+            if os.path.exists(os.path.join(log_dir, f"{student}.log")):
+                os.remove(os.path.join(log_dir, f"{student}.log"))
+
+        def grade(student):
+            start = time.monotonic()
+            with run.lock:
+                app = Autograde(coursedir=course.coursedir(assignment_id=assignment, student_id=student),
+                                config=config)
+                app.force = True
+                app.create_student = True
+                app.log = quiet_logger(f"grading.nbgrader.{student}")
+                success, log, error = run_nbgrader(app)
+                outcome = run.outcomes.get((student, notebooks[0]), {})
+                if not success or not outcome.get("answered"):
+                    gradebook.record_failure(course, assignment, student)
+                score, max_score = gradebook.code_score(course, assignment, student)
+            status = _status(outcome, run) if success else "error: " + _one_line(_last_line(error or log), 80)
+            reason = outcome.get("first_failure", "") if outcome.get("answered") else _stop_reason(outcome, run)
+            seconds = outcome.get("seconds", time.monotonic() - start)
+            return StudentResult(student, status, score, max_score, seconds, reason)
+
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(students), desc=f"autograding {assignment}", unit="student", file=sys.stderr,
                        dynamic_ncols=True)
-        scratch_of = {student: os.path.join(base, f"s{i:05d}") for i, student in enumerate(students)}
-        allow_new_children()
+        allow_new_seals()
+        # nbgrader sets and then deletes this variable around each notebook, which races between threads; with it
+        # set for the whole run it is only ever restored (the seals have an environment of their own)
+        previous_execution = os.environ.get("NBGRADER_EXECUTION")
+        os.environ["NBGRADER_EXECUTION"] = "autograde"
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
         try:
-            futures = {
-                pool.submit(_grade_one, course, assignment, student, scratch_of[student], template, limits,
-                            cell_timeout, os.path.join(log_dir, f"{student}.log")): student
-                for student in students
-            }
+            futures = {pool.submit(grade, student): student for student in students}
             for future in concurrent.futures.as_completed(futures):
                 student = futures[future]
-                report.results.append(_finish(course, assignment, student, scratch_of[student], future, limits))
-                if not keep_scratch:
-                    shutil.rmtree(scratch_of[student], ignore_errors=True)
+                try:
+                    report.results.append(future.result())
+                except Exception as error:  # the grader's own failure for one student: the others go on
+                    report.results.append(StudentResult(student, f"error: {type(error).__name__}: "
+                                                                 f"{_one_line(str(error), 80)}", 0.0, max_code))
                 if bar is not None:
+                    bar.set_postfix_str(f"{student}: {report.results[-1].status[:30]}", refresh=False)
                     bar.update(1)
         except BaseException:  # Ctrl-C: stop the students still queued or running
             pool.shutdown(wait=False, cancel_futures=True)
@@ -359,44 +438,19 @@ def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, c
             raise
         finally:
             pool.shutdown(wait=True)
+            if previous_execution is None:
+                os.environ.pop("NBGRADER_EXECUTION", None)
+            else:
+                os.environ["NBGRADER_EXECUTION"] = previous_execution
             if bar is not None:
                 bar.close()
     finally:
         if keep_scratch:
-            report.isolation_note += f"; scratch folders kept in {base}"
+            report.seal_note += f"; scratch folders kept in {base}"
         else:
             shutil.rmtree(base, ignore_errors=True)
     report.results.sort(key=lambda r: r.student)
     return report
-
-
-def _finish(course, assignment, student, scratch, future, limits):
-    """Merge one finished student into the course; never raises for a student's failure."""
-    try:
-        outcome = future.result()
-    except Exception as error:  # preparing the scratch folder or starting the child failed
-        score, max_score = _merge(course, assignment, student, scratch, success=False)
-        _install_autograded(course, assignment, student, scratch, success=False)
-        return StudentResult(student, f"error: {type(error).__name__}: {error}"[:120], score, max_score)
-    success = bool(outcome.result and outcome.result.get("success")) and not outcome.timed_out
-    if success:
-        layout = course.coursedir(root=scratch)
-        produced = os.path.normpath(layout.format_path(layout.autograded_directory, student, assignment))
-        success = bool(_safe_notebooks(produced))
-    reason = None if success else _failure_reason(outcome, limits)
-    try:
-        score, max_score = _merge(course, assignment, student, scratch, success)
-    except Exception as error:  # e.g. the student's code damaged its scratch gradebook
-        if not success:
-            raise
-        success, reason = False, f"error: cannot read the scratch gradebook ({type(error).__name__})"
-        score, max_score = _merge(course, assignment, student, scratch, success=False)
-    installed = _install_autograded(course, assignment, student, scratch, success)
-    if not success:
-        return StudentResult(student, reason, score, max_score, outcome.seconds)
-    notes = _cell_notes(installed)
-    status = "graded" + (f" ({', '.join(notes)})" if notes else "")
-    return StudentResult(student, status, score, max_score, outcome.seconds)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -422,44 +476,12 @@ def generate_feedback(course, assignment):
     return sorted(glob.glob(os.path.join(course.path("feedback", "*", assignment), "*.html")))
 
 
-GRADE_COLUMNS = ["student", "assignment", "score", "max_score", "autograded_score", "written_score",
-                 "needs_manual_grade"]
-
-
-def grade_rows(course):
-    """One row per student and assignment in the gradebook (0 points where nothing was submitted)."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    if not os.path.isfile(course.db_path):
-        raise CourseError("no gradebook yet: run `course release` and `course autograde` first")
-    rows = []
-    with Gradebook(course.db_url, course.course_id) as gradebook:
-        assignments = sorted(gradebook.assignments, key=lambda a: a.name)
-        for student in sorted(gradebook.students, key=lambda s: s.id):
-            for assignment in assignments:
-                try:
-                    submission = gradebook.find_submission(assignment.name, student.id)
-                except MissingEntry:
-                    rows.append({"student": student.id, "assignment": assignment.name, "score": 0.0,
-                                 "max_score": float(assignment.max_score), "autograded_score": 0.0,
-                                 "written_score": 0.0, "needs_manual_grade": False})
-                    continue
-                rows.append({"student": student.id, "assignment": assignment.name,
-                             "score": float(submission.score), "max_score": float(submission.max_score),
-                             "autograded_score": float(submission.code_score),
-                             "written_score": float(submission.written_score),
-                             "needs_manual_grade": bool(submission.needs_manual_grade)})
-    if not rows:
-        raise CourseError("the gradebook has no student yet: run `course autograde` first")
-    return rows
-
-
 def export_grades(course, output):
     """Write :func:`grade_rows` as CSV to ``output`` (a path, or ``-`` for standard output)."""
-    rows = grade_rows(course)
+    rows = gradebook.grade_rows(course)
 
     def write(handle):
-        writer = csv.DictWriter(handle, fieldnames=GRADE_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(handle, fieldnames=gradebook.GRADE_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({**row, **{k: f"{row[k]:g}" for k in ("score", "max_score", "autograded_score",
