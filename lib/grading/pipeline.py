@@ -20,6 +20,7 @@ that says why; the others are not affected.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import csv
 import glob
 import logging
@@ -318,6 +319,12 @@ def _status(outcome, run):
     return "graded" + (f" ({', '.join(notes)})" if notes else "")
 
 
+@contextlib.contextmanager
+def _keep_environment(**variables):
+    """Stands in for ``nbgrader.utils.setenv`` while threads grade: the variables are already set."""
+    yield
+
+
 def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, cell_timeout=None,
               progress=True, warn=None, keep_scratch=False):
     """Collect the submissions in ``submissions_path`` and autograde every student, sealed; returns a report.
@@ -415,10 +422,15 @@ def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, c
             bar = tqdm(total=len(students), desc=f"autograding {assignment}", unit="student", file=sys.stderr,
                        dynamic_ncols=True)
         allow_new_seals()
-        # nbgrader sets and then deletes this variable around each notebook, which races between threads; with it
-        # set for the whole run it is only ever restored (the seals have an environment of their own)
+        # nbgrader sets and then deletes NBGRADER_EXECUTION around each notebook (utils.setenv), which fails when
+        # two threads do it at once: for this run it is set once, and nbgrader's setenv leaves it alone (the
+        # seals have an environment of their own)
+        import nbgrader.utils
+
         previous_execution = os.environ.get("NBGRADER_EXECUTION")
+        previous_setenv = nbgrader.utils.setenv
         os.environ["NBGRADER_EXECUTION"] = "autograde"
+        nbgrader.utils.setenv = _keep_environment
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
         try:
             futures = {pool.submit(grade, student): student for student in students}
@@ -438,6 +450,7 @@ def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, c
             raise
         finally:
             pool.shutdown(wait=True)
+            nbgrader.utils.setenv = previous_setenv
             if previous_execution is None:
                 os.environ.pop("NBGRADER_EXECUTION", None)
             else:
