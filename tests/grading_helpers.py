@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).parent / "course"
-CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "poisoning.course"]
+CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "grading"]
 COURSE_ID = "data-poisoning"
 
 SECRET_BEGIN = ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")
@@ -107,13 +107,31 @@ def run_cli(*args, cwd, timeout=900):
 
 
 def summary_rows(stdout):
-    """``{student: (score, max, seconds or None, status)}`` from the table that `course autograde` prints."""
+    """``{student: (score, max, seconds or None, status)}`` from the table that `course autograde` prints (the
+    first failed check, its last column, is in :func:`summary_problems`)."""
+    return {student: row[:4] for student, row in _summary(stdout).items()}
+
+
+def summary_problems(stdout):
+    """``{student: first failed check}`` from the table that `course autograde` prints."""
+    return {student: row[4] for student, row in _summary(stdout).items()}
+
+
+def _summary(stdout):
+    lines = stdout.splitlines()
+    header = next((i for i, line in enumerate(lines) if line.startswith("student") and "status" in line), None)
+    if header is None:
+        return {}
+    status_at, problem_at = lines[header].index("status"), lines[header].index("first problem")
     rows = {}
-    for line in stdout.splitlines():
-        match = re.match(r"^(\S+)\s+(\d+(?:\.\d+)?)\s+(\d+)\s+(\d+s|-)\s+(.*)$", line)
+    for line in lines[header + 2:]:
+        if not line.strip():
+            break
+        match = re.match(r"^(\S+)\s+(\d+(?:\.\d+)?)\s+(\d+)\s+(\d+s|-)\s", line)
         if match:
             seconds = None if match[4] == "-" else float(match[4][:-1])
-            rows[match[1]] = (float(match[2]), int(match[3]), seconds, match[5])
+            rows[match[1]] = (float(match[2]), int(match[3]), seconds, line[status_at:problem_at].strip(),
+                              line[problem_at:].strip())
     return rows
 
 

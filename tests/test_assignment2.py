@@ -1,22 +1,20 @@
-"""Assignment 2 (data sanitization defences) end to end through the real nbgrader, and its reference checks.
+"""Assignment 2 (data sanitization defences) end to end through the real nbgrader, and the checks it records.
 
 Everything runs in a temporary copy of the course folder (nbgrader_config.py and solutions/). One
 ``course autograde`` call grades a small batch built from the released notebook: the solution, the untouched
 student version, plausible but wrong answers (each with its exact partial score: one of them passes its visible
 test and fails only the hidden one) and answers that alias or call the reference defences of
-:mod:`poisoning.sanitization`.
+:mod:`poisoning.sanitization`, which earn nothing because that module is not importable in the seal.
 
-The fast tests check the notebook's nbgrader metadata, the solutions against the library, and the test-cell
-helpers on the sanitization module: its functions *and the methods of its defence classes* are switched off
-while a student's function runs.
+The fast tests check the notebook's nbgrader metadata, the solutions against the library, and the checks the
+grader records from the source notebook: the visible expectations agree with the library, the solution passes
+every check, and the plausible-wrong answers get their partial scores from the grader's verdicts.
 """
 
-import importlib
+import ast
 import inspect
 import json
-import sys
 import textwrap
-import types
 
 import grading_helpers as helpers
 import numpy as np
@@ -25,6 +23,7 @@ from grading_helpers import ROOT, cell_by_id, edited, read_nb, run_cli, source_o
 
 ASSIGNMENT = "assignment2"
 SOURCE = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+HIDDEN_MODULE = "poisoning.sanitization"
 
 FUNCTIONS = {  # solution cell -> the functions a student writes in it
     "part_a_solution": ["keep_mask_from_scores"],
@@ -34,6 +33,7 @@ FUNCTIONS = {  # solution cell -> the functions a student writes in it
     "part_e_solution": ["removal_rates"],
 }
 SOLUTION_CELLS = list(FUNCTIONS)
+STUDENT_FUNCTIONS = [name for names in FUNCTIONS.values() for name in names]
 TEST_CELLS = {  # grade id -> points
     "test_part_a_visible": 1, "test_part_a_hidden": 3,
     "test_part_b_visible": 1, "test_part_b_hidden": 3,
@@ -59,7 +59,7 @@ def gradebook_scores(root, student):
     return helpers.gradebook_scores(root, ASSIGNMENT, student)
 
 
-ALIAS = {  # every part through the reference defences: imported, wrapped, subclassed, or called with a fallback
+ALIAS = {  # every part through the reference defences: imported at the top of the cell, or inside the function
     "part_a_solution": textwrap.dedent("""\
         from poisoning.sanitization import L2Defence
 
@@ -76,15 +76,7 @@ ALIAS = {  # every part through the reference defences: imported, wrapped, subcl
 
 
         def slab_scores(X, y):
-            try:
-                return SlabDefence().fit(X, y).scores_
-            except RuntimeError:  # switched off: fall back on a computation of my own
-                scores = np.empty(len(X))
-                for label in np.unique(y):
-                    c = y == label
-                    mu = X[c].mean(axis=0)
-                    scores[c] = np.abs((X[c] - mu) @ (mu - X[~c].mean(axis=0)))
-                return scores
+            return SlabDefence().fit(X, y).scores_
         """),
     "part_c_solution": textwrap.dedent("""\
         def knn_scores(X, y, n_neighbors=5):
@@ -100,37 +92,38 @@ ALIAS = {  # every part through the reference defences: imported, wrapped, subcl
 }
 
 
-def submissions(released_nb):
-    """``{student: notebook JSON text}`` for the batch, built from the released notebook."""
+def submission_code():
+    """``{student: {solution cell: code}}`` for the batch (cells not given keep the released stubs)."""
     sol = solution_code()
     a, b, c, d = (sol[g] for g in SOLUTION_CELLS[:4])
-
-    def student(replacements):
-        return helpers.with_cells(released_nb, replacements)
-
     return {
-        "solution": student(sol),
-        "blank": student({}),
+        "solution": sol,
+        "blank": {},
         # the L2 score measured from the mean of all points instead of the class centroid
-        "globalmean": student({**sol, "part_b_solution": edited(
-            b, "X[in_class] - X[in_class].mean(axis=0), axis=1", "X[in_class] - X.mean(axis=0), axis=1")}),
+        "globalmean": {**sol, "part_b_solution": edited(
+            b, "X[in_class] - X[in_class].mean(axis=0), axis=1", "X[in_class] - X.mean(axis=0), axis=1")},
         # the slab's other centroid as the mean of the other classes' centroids, not of their points: the same
         # for two classes (the visible test passes), wrong for three unbalanced ones (the hidden test fails)
-        "othercentroids": student({**sol, "part_b_solution": edited(
+        "othercentroids": {**sol, "part_b_solution": edited(
             b, "centroid - X[~in_class].mean(axis=0)",
-            "centroid - np.mean([X[y == other].mean(axis=0) for other in np.unique(y) if other != label], axis=0)")}),
+            "centroid - np.mean([X[y == other].mean(axis=0) for other in np.unique(y) if other != label], axis=0)")},
         # k-NN that counts the point itself as its own nearest neighbour
-        "selfneighbour": student({**sol, "part_c_solution": edited(
-            c, "        np.fill_diagonal(distances, np.inf)  # a point is not its own neighbour\n", "")}),
+        "selfneighbour": {**sol, "part_c_solution": edited(
+            c, "        np.fill_diagonal(distances, np.inf)  # a point is not its own neighbour\n", "")},
         # f * n_c rounded up instead of down
-        "roundup": student({**sol, "part_a_solution": edited(
-            a, "np.floor(removal_fraction * len(idx) + 1e-9)", "np.ceil(removal_fraction * len(idx))")}),
+        "roundup": {**sol, "part_a_solution": edited(
+            a, "np.floor(removal_fraction * len(idx) + 1e-9)", "np.ceil(removal_fraction * len(idx))")},
         # the log loss of the predicted label instead of the point's own label
-        "predictedloss": student({**sol, "part_d_solution": edited(
-            d, "np.searchsorted(model.classes_, y)", "model.predict_proba(X).argmax(axis=1)")}),
+        "predictedloss": {**sol, "part_d_solution": edited(
+            d, "np.searchsorted(model.classes_, y)", "model.predict_proba(X).argmax(axis=1)")},
         # the reference, aliased or called, in every part
-        "alias": student(ALIAS),
+        "alias": ALIAS,
     }
+
+
+def submissions(released_nb):
+    """``{student: notebook JSON text}`` for the batch, built from the released notebook."""
+    return {student: helpers.with_cells(released_nb, code) for student, code in submission_code().items()}
 
 
 PARTS = {"a": ["test_part_a_visible", "test_part_a_hidden"], "b": ["test_part_b_visible", "test_part_b_hidden"],
@@ -144,9 +137,14 @@ FAILED_CELLS = {  # student -> the test cells that must earn nothing (all others
     "selfneighbour": PARTS["c"],
     "roundup": PARTS["a"],
     "predictedloss": PARTS["d"],
-    "alias": list(TEST_CELLS),
+    "alias": list(TEST_CELLS),  # poisoning.sanitization is not importable in the seal
 }
 EXPECTED = {student: AUTOGRADED_MAX - sum(TEST_CELLS[g] for g in cells) for student, cells in FAILED_CELLS.items()}
+
+
+def test_expected_scores():
+    assert EXPECTED == {"solution": 16, "blank": 0, "globalmean": 12, "othercentroids": 13, "selfneighbour": 13,
+                        "roundup": 12, "predictedloss": 13, "alias": 0}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -165,20 +163,27 @@ def batch(released):
     return helpers.autograde_zip(released, ASSIGNMENT, files, *LIMITS)
 
 
+def outputs(root, student, gid):
+    """The text of the outputs of one cell of a student's autograded notebook."""
+    nb = read_nb(root / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    return "".join(source_of({"source": o.get("text", "")}) + o.get("evalue", "") + "".join(o.get("traceback", []))
+                   for o in cell_by_id(nb, gid).get("outputs", []))
+
+
 @pytest.mark.slow
 def test_release_contains_no_solution_and_no_hidden_test(released):
     student_nb = read_nb(released / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    names = [name for group in FUNCTIONS.values() for name in group]
-    text = helpers.check_student_version(read_nb(SOURCE), student_nb, SOLUTION_CELLS, WRITTEN_CELLS, names,
-                                         min_secret_lines=60)
+    text = helpers.check_student_version(read_nb(SOURCE), student_nb, SOLUTION_CELLS, WRITTEN_CELLS,
+                                         STUDENT_FUNCTIONS, min_secret_lines=60)
     # what the hidden tests compare with, and the model answer, appear nowhere in the student version
-    for fragment in ("check_against_reference", "Defence(", "GivenScores", "keep_mask_reference", "rng_a",
-                     "feasible set** $\\mathcal F"):
+    for fragment in ("check_cases", "Defence(", "GivenScores", "keep_mask_reference", "_reference_", "def cases_",
+                     "4242", "feasible set** $\\mathcal F"):
         assert fragment not in text, fragment
     # the hidden-test cells are still there (graded), with their first comment only
     for gid in TEST_CELLS:
         if gid.endswith("_hidden"):
             assert source_of(cell_by_id(student_nb, gid)).strip().count("\n") == 0
+    assert student_nb["metadata"]["grading"] == {"hidden_modules": [HIDDEN_MODULE]}
 
 
 @pytest.mark.slow
@@ -199,12 +204,10 @@ def test_batch_scores_in_the_gradebook(batch):
         assert score == EXPECTED[student], f"{student}: {score} != {EXPECTED[student]}\n{result.stdout}"
         expected_cells = {gid: 0 if gid in failed else points for gid, points in TEST_CELLS.items()}
         assert {gid: cells[gid] for gid in TEST_CELLS} == expected_cells, student
-    assert EXPECTED == {"solution": 16, "blank": 0, "globalmean": 12, "othercentroids": 13, "selfneighbour": 13,
-                        "roundup": 12, "predictedloss": 13, "alias": 0}
 
 
 @pytest.mark.slow
-def test_batch_summary_and_feedback_messages(batch):
+def test_batch_summary_and_verdicts(batch):
     root, result, _ = batch
     assert result.returncode == 0, result.stdout + result.stderr
     rows = summary_rows(result.stdout)
@@ -213,22 +216,45 @@ def test_batch_summary_and_feedback_messages(batch):
         assert rows[student][3] == "graded", (student, rows[student])
     assert f"{len(EXPECTED)} of {len(EXPECTED)} students graded" in result.stdout
     assert "the written answers, 3 points, are graded by hand" in result.stdout
+    assert f"hidden from the seals: {HIDDEN_MODULE}" in result.stdout
     assert "Traceback" not in result.stderr
 
-    def outputs(student, gid):
+    # every graded test cell shows the grader's verdict as its only output
+    for student in EXPECTED:
         nb = read_nb(root / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-        return "".join(source_of({"source": o.get("text", "")}) + "".join(o.get("traceback", []))
-                       for o in cell_by_id(nb, gid).get("outputs", []))
+        for gid in TEST_CELLS:
+            cell_outputs = cell_by_id(nb, gid)["outputs"]
+            assert len(cell_outputs) == 1, (student, gid, cell_outputs)
+            if gid in FAILED_CELLS[student]:
+                assert cell_outputs[0]["output_type"] == "error" and cell_outputs[0]["ename"] == "GradingFailure"
+            else:
+                assert cell_outputs[0]["output_type"] == "stream", (student, gid, cell_outputs)
+                assert "checked by the grader" in source_of({"source": cell_outputs[0]["text"]}), (student, gid)
 
-    # a failed hidden test says which case failed, in one line; an alias is told why it earns nothing
-    assert "Part B: the hidden tests fail: 2 of 4 test cases failed; the first: slab_scores(" in outputs(
-        "othercentroids", "test_part_b_hidden")
-    assert "Part A: the hidden tests fail" in outputs("roundup", "test_part_a_hidden")
-    for gid in ("test_part_a_hidden", "test_part_b_hidden", "test_part_c_hidden", "test_part_d_hidden"):
-        assert "called the reference implementation (poisoning.sanitization." in outputs("alias", gid), gid
-    assert "is the reference implementation poisoning.sanitization.removal_rates" in outputs(
-        "alias", "test_part_e_hidden")
-    assert "Part E: the hidden tests pass" in outputs("solution", "test_part_e_hidden")
+    # a failed hidden test says which call failed, in one line
+    assert "2 of 8 checks failed; the first: slab_scores(array of shape" in outputs(
+        root, "othercentroids", "test_part_b_hidden")
+    assert "checks failed; the first: keep_mask_from_scores(" in outputs(root, "roundup", "test_part_a_hidden")
+    assert "the flipped point is the one the model fits worst" in outputs(root, "predictedloss", "test_part_d_visible")
+    assert "all 18 checks pass" in outputs(root, "solution", "test_part_e_hidden")
+    assert "raised NotImplementedError" in outputs(root, "blank", "test_part_a_visible")
+
+    # the alias: the reference module cannot be imported in the seal, at the top of a cell or inside a function
+    message = f"{HIDDEN_MODULE} is not available while {ASSIGNMENT} is graded"
+    for gid in ("part_a_solution", "part_b_solution", "part_e_solution"):
+        assert message in outputs(root, "alias", gid), gid
+    assert "no result (NameError: name 'keep_mask_from_scores' is not defined" in outputs(
+        root, "alias", "test_part_a_hidden")
+    assert "no result (NameError: name 'removal_rates' is not defined" in outputs(root, "alias", "test_part_e_visible")
+    for gid in ("test_part_c_visible", "test_part_c_hidden", "test_part_d_visible", "test_part_d_hidden"):
+        assert f"raised ImportError: {message}" in outputs(root, "alias", gid), gid
+    # the ungraded demo says why it does not run, instead of a traceback
+    for student in ("solution", "alias"):
+        nb = read_nb(root / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+        demo = next(cell for cell in nb["cells"] if "feasible_set_poisons" in source_of(cell))
+        assert [o["output_type"] for o in demo["outputs"]] == ["stream"], demo["outputs"]
+        assert source_of({"source": demo["outputs"][0]["text"]}) == (
+            f"the demo needs {HIDDEN_MODULE}, which is not available while the notebook is graded\n")
 
 
 @pytest.mark.slow
@@ -240,16 +266,40 @@ def test_feedback_shows_scores_and_messages_but_no_hidden_test(batch):
         html = (root / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
         assert f"Score: {score:.1f} / {AUTOGRADED_MAX + sum(WRITTEN_CELLS.values()):.1f}" in html
         # identifiers that only the hidden tests use (the HTML highlights code token by token)
-        for name in ("check_against_reference", "GivenScoresA", "keep_mask_reference_a", "rng_b", "cases_c",
-                     "means_d", "X_flip_e"):
+        for name in ("check_cases", "GivenScoresA", "keep_mask_reference_a", "cases_b", "slab_reference_b",
+                     "knn_reference_c", "loss_reference_d", "cases_e"):
             assert name not in html, (student, name)
     html = (root / "feedback" / "othercentroids" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-    assert "Part B: the hidden tests fail: 2 of 4 test cases failed" in html
+    assert "2 of 8 checks failed; the first: slab_scores(" in html
 
 
 # --------------------------------------------------------------------------------------------------
 # fast: the source notebook
 # --------------------------------------------------------------------------------------------------
+def _imports(tree):
+    """``[(module, node)]`` of every import in ``tree``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.module or "", node))
+    return found
+
+
+def _top_level_names(tree):
+    """The names a cell binds at its top level (what would shadow a student's function)."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        else:
+            names.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+    return names
+
+
 def test_source_notebook_is_a_valid_nbgrader_assignment():
     import nbformat
     from nbgrader.nbgraderformat import MetadataValidator
@@ -258,6 +308,7 @@ def test_source_notebook_is_a_valid_nbgrader_assignment():
     nbformat.validate(nb)
     MetadataValidator().validate_nb(nb)
     assert nb.metadata.kernelspec.name == "python3"
+    assert nb.metadata.grading == {"hidden_modules": [HIDDEN_MODULE]}
     assert not any(cell.get("outputs") or cell.get("execution_count") for cell in nb.cells
                    if cell.cell_type == "code")
     points, ids = {}, []
@@ -269,17 +320,33 @@ def test_source_notebook_is_a_valid_nbgrader_assignment():
             points[meta["grade_id"]] = meta["points"]
         if meta.get("solution") and cell.cell_type == "code":
             assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") >= 1
-        if meta.get("grade") and cell.cell_type == "code":
+        if cell.cell_type != "code" or meta.get("solution"):
+            continue
+        tree = ast.parse(cell.source)
+        assert "poisoning.course" not in cell.source and "student_call" not in cell.source
+        if meta.get("grade"):
             assert meta["locked"] and not meta["solution"]
             hidden = "### BEGIN HIDDEN TESTS" in cell.source
             assert hidden == meta["grade_id"].endswith("_hidden")
             if hidden:
-                assert "check_against_reference" in cell.source and "with hidden_tests(" in cell.source
-                # nothing may shadow a student's function (e.g. importing removal_rates from the library)
-                assert not any(f"import {name}" in cell.source or f", {name}\n" in cell.source
-                               for names in FUNCTIONS.values() for name in names)
+                assert "check_cases(" in cell.source and "def cases_" in cell.source
             else:
-                assert "student_call" in cell.source
+                assert "check(" in cell.source and "check_cases(" not in cell.source
+            # nothing may shadow a student's function (e.g. importing removal_rates from the library)
+            assert not _top_level_names(tree) & set(STUDENT_FUNCTIONS), meta["grade_id"]
+        if meta:  # the set-up and test cells run in the seal, where the reference module is not importable:
+            # it may only be imported inside a function (a case builder or a reference), which runs in the grader
+            top = {id(node) for node in tree.body}
+            for module, node in _imports(tree):
+                if module.startswith(HIDDEN_MODULE):
+                    assert id(node) not in top, (meta.get("grade_id"), module)
+                    assert "### BEGIN HIDDEN TESTS" in cell.source, (meta.get("grade_id"), module)
+        else:  # the ungraded demo: the import of the reference module fails gracefully when graded
+            if HIDDEN_MODULE in cell.source:
+                handlers = [node for node in ast.walk(tree) if isinstance(node, ast.Try)]
+                assert any(any(module == HIDDEN_MODULE for module, _ in _imports(ast.Module(node.body, [])))
+                           and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError"
+                                   for h in node.handlers) for node in handlers)
     assert len(ids) == len(set(ids))
     assert points == {**TEST_CELLS, **WRITTEN_CELLS}
     for gid in WRITTEN_CELLS:
@@ -287,7 +354,7 @@ def test_source_notebook_is_a_valid_nbgrader_assignment():
         assert cell["cell_type"] == "markdown" and cell["metadata"]["nbgrader"]["solution"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def student_functions():
     namespace = {"__name__": "__main__"}
     exec("import numpy as np\nfrom sklearn.linear_model import LogisticRegression\n", namespace)
@@ -297,8 +364,7 @@ def student_functions():
 
 
 def test_solution_signatures(student_functions):
-    signatures = {name: str(inspect.signature(student_functions[name]))
-                  for names in FUNCTIONS.values() for name in names}
+    signatures = {name: str(inspect.signature(student_functions[name])) for name in STUDENT_FUNCTIONS}
     assert signatures == {
         "keep_mask_from_scores": "(scores, y, removal_fraction=0.05)",
         "l2_scores": "(X, y)", "slab_scores": "(X, y)", "knn_scores": "(X, y, n_neighbors=5)",
@@ -343,140 +409,127 @@ def test_solutions_agree_with_the_library(student_functions, seed):
 
 
 # --------------------------------------------------------------------------------------------------
-# fast: the test-cell helpers on the sanitization module
+# fast: the checks the grader records from the source notebook
 # --------------------------------------------------------------------------------------------------
-def l2_reference(X, y):
-    from poisoning.sanitization import L2Defence
+@pytest.fixture(scope="module")
+def plan():
+    import nbformat
 
-    return L2Defence().fit(X, y).scores_
+    from grading.verdicts import record_plan
 
-
-def test_check_against_reference_with_a_callable_and_by_name(student_functions):
-    from poisoning.course.checks import check_against_reference
-    from poisoning.sanitization import KNNDefence
-
-    X, y, is_poison = poisoned_data(3)
-    check_against_reference(student_functions["l2_scores"], l2_reference, [((X, y), {})])
-    check_against_reference(student_functions["knn_scores"],
-                            lambda X, y, n_neighbors=5: KNNDefence(n_neighbors=n_neighbors).fit(X, y).scores_,
-                            [((X, y), {"n_neighbors": k}) for k in (1, 4)])
-    keep = np.arange(len(y)) % 7 != 0
-    cases = [((keep, is_poison), {}), ((keep, np.zeros(len(y), bool)), {})]  # the second: detection rate nan
-    check_against_reference(student_functions["removal_rates"], "removal_rates", cases)
-
-    # a wrong function fails with the name of the student's function and the first failing case
-    with pytest.raises(AssertionError, match=r"1 of 1 test cases failed; the first: slab_scores\(array of shape"):
-        check_against_reference(student_functions["slab_scores"], l2_reference, [((X, y), {})])
-    # dicts: wrong keys, a wrong value, nan where a number is expected
-    with pytest.raises(AssertionError, match="expected the keys 'detection rate', 'false-positive rate'"):
-        check_against_reference(lambda keep, is_poison: {"detection": 0.0}, "removal_rates", cases[:1])
-    with pytest.raises(AssertionError, match=r"\['false-positive rate'\]: expected"):
-        check_against_reference(lambda keep, is_poison: {"detection rate": 1 / 3, "false-positive rate": 0.5},
-                                "removal_rates", [((np.arange(7) != 0, np.arange(7) < 3), {})])
-    with pytest.raises(AssertionError, match="expected a dict"):
-        check_against_reference(lambda keep, is_poison: (1.0, 0.0), "removal_rates", cases[:1])
-    with pytest.raises(LookupError, match="no reference function named 'l2_scores'"):
-        check_against_reference(student_functions["l2_scores"], "l2_scores", [((X, y), {})])
+    return record_plan(nbformat.read(SOURCE, as_version=4))
 
 
-def test_the_sanitization_reference_earns_nothing(student_functions):
+def library_function(name):
+    """The reference library's version of the student's function ``name``."""
     import poisoning.sanitization as san
-    from poisoning.course.checks import check_against_reference, student_call
 
-    X, y, _ = poisoned_data(4)
-    cases = [((X, y), {})]
-    # (a) a reference function or method itself, or a function made from its code, is rejected before it runs
-    for fn in (san.removal_rates, san.L2Defence.fit, san.SanitizationDefence.fit, san.KNNDefence.__init__):
-        with pytest.raises(AssertionError, match="is the reference implementation poisoning.sanitization"):
-            check_against_reference(fn, l2_reference, cases)
-    clone = types.FunctionType(san.L2Defence._score.__code__, san.__dict__, "l2_scores")
-    with pytest.raises(AssertionError, match="poisoning"):
-        check_against_reference(clone, l2_reference, cases)
+    def keep_mask_from_scores(scores, y, removal_fraction=0.05):
+        defence = san.L2Defence(removal_fraction=removal_fraction)
+        defence._fit_scores = lambda X, y: np.asarray(scores, dtype=float)
+        return defence.fit(np.zeros((len(y), 1)), y).keep_mask_
 
-    # (b) while the student's function runs, every function and method is switched off, however it is reached;
-    # code of the module that runs anyway is noticed, even where the student catches the error
-    namespace = {"__name__": "__main__", "np": np, "own": student_functions["l2_scores"]}
-    exec(textwrap.dedent("""\
-        from poisoning.sanitization import L2Defence, SanitizationDefence
-        import poisoning.sanitization as san
-        import types
-
-        def estimator(X, y):
-            return L2Defence().fit(X, y).scores_
-
-        def method(X, y):  # skips __init__
-            defence = object.__new__(L2Defence)
-            defence.removal_fraction = 0.05
-            return defence.fit(X, y).scores_
-
-        def helper(X, y):
-            centroids = san._class_centroids(X, y, np.unique(y))
-            return np.linalg.norm(X - centroids[np.searchsorted(np.unique(y), y)], axis=1)
-
-        class Mine(SanitizationDefence):
-            def _fit_scores(self, X, y):
-                return own(X, y)
-
-        def subclass(X, y):
-            return Mine().fit(X, y).scores_
-
-        def catches(X, y):
-            try:
-                return estimator(X, y)
-            except RuntimeError:
-                return own(X, y)
-
-        score_code = L2Defence._score.__code__.replace()  # a copy, taken while the reference is on
+    return {
+        "keep_mask_from_scores": keep_mask_from_scores,
+        "l2_scores": lambda X, y: san.L2Defence().fit(X, y).scores_,
+        "slab_scores": lambda X, y: san.SlabDefence().fit(X, y).scores_,
+        "knn_scores": lambda X, y, n_neighbors=5: san.KNNDefence(n_neighbors=n_neighbors).fit(X, y).scores_,
+        "loss_scores": lambda X, y: san.LossDefence().fit(X, y).scores_,
+        "removal_rates": san.removal_rates,
+    }[name]
 
 
-        def copied(X, y):  # the copy, called on a hand-made instance
-            score = types.FunctionType(score_code, san.__dict__)
-            defence = object.__new__(L2Defence)
-            classes = np.unique(y)
-            defence.classes_ = classes
-            defence.centroids_ = np.stack([X[y == c].mean(axis=0) for c in classes])
-            return score(defence, X, y)
-        """), namespace)
-    for name in ("estimator", "method", "helper", "subclass", "catches", "copied"):
-        with pytest.raises(AssertionError, match=r"called the reference implementation \(poisoning\.sanitization\."):
-            check_against_reference(namespace[name], l2_reference, cases)
-    with pytest.raises(RuntimeError, match="KNNDefence.__init__ is switched off"):
-        student_call(lambda X, y: san.KNNDefence(n_neighbors=2).fit(X, y).scores_, X, y)
+def test_plan_has_every_test_cell_with_checks(plan):
+    from grading import checks
 
-    # assignment 1's reference is switched off as well, at the same time
-    import poisoning.mean_estimation as me
+    assert plan.points == {gid: float(points) for gid, points in TEST_CELLS.items()}
+    assert list(plan.cells) == list(TEST_CELLS)
+    for gid, groups in plan.cells.items():
+        assert groups and all(group.calls and len(group.calls) == len(group.judges) for group in groups), gid
+        part = gid.split("_")[2]
+        part_functions = FUNCTIONS[f"part_{part}_solution"]
+        assert {group.function for group in groups} == set(part_functions), gid
+        kinds = {type(judge) for group in groups for judge in group.judges}
+        if gid.endswith("_hidden"):  # a hidden cell compares with the reference's results on fresh data
+            assert kinds == {checks.Expect}, gid
+            assert sum(len(group.calls) for group in groups) >= 4, gid
+    calls = {gid: sum(len(group.calls) for group in groups) for gid, groups in plan.cells.items()}
+    assert calls == {"test_part_a_visible": 6, "test_part_a_hidden": 7, "test_part_b_visible": 2,
+                     "test_part_b_hidden": 8, "test_part_c_visible": 2, "test_part_c_hidden": 5,
+                     "test_part_d_visible": 2, "test_part_d_hidden": 4, "test_part_e_visible": 3,
+                     "test_part_e_hidden": 18}
+    # the same tolerances as before the move: k-NN 1e-6 / 1e-8, the loss 1e-4 / 1e-6, the rest the defaults
+    tolerances = {gid: {(judge.rtol, judge.atol) for group in groups for judge in group.judges
+                        if isinstance(judge, checks.Expect)} for gid, groups in plan.cells.items()}
+    assert tolerances["test_part_c_hidden"] == {(1e-6, 1e-8)}
+    assert tolerances["test_part_d_hidden"] == {(1e-4, 1e-6)}
+    assert tolerances["test_part_b_hidden"] == tolerances["test_part_a_hidden"] == {(1e-7, 1e-9)}
+    # the seal gets the inputs only, as plain data
+    inputs = plan.inputs()
+    assert set(inputs) == set(TEST_CELLS)
+    assert all(isinstance(args, tuple) and isinstance(kwargs, dict)
+               for groups in inputs.values() for group in groups for args, kwargs in group)
 
-    with pytest.raises(RuntimeError, match="mean_estimation.trimmed_mean is switched off"):
-        student_call(lambda X: me.trimmed_mean(X), np.arange(5.0))
 
-    # afterwards everything works again: the methods that call super() too, sklearn's introspection of __init__
-    knn = san.KNNDefence(n_neighbors=2, removal_fraction=0.1).fit(X, y)
-    assert knn.get_params() == {"n_neighbors": 2, "per_class": True, "removal_fraction": 0.1}
-    assert repr(san.LossDefence(loss="log")) == "LossDefence(loss='log')"
-    np.testing.assert_allclose(san.L2Defence().fit(X, y).scores_, student_functions["l2_scores"](X, y))
-    assert me.trimmed_mean(np.arange(10.0), 0.1) == 4.5
-    assert sys.getprofile() is None
+def test_the_reference_and_the_solution_pass_every_recorded_check(plan, student_functions):
+    """The visible expectations agree with the library, and the source notebook's solution passes everything."""
+    from grading.checks import run_student
+
+    for gid, groups in plan.cells.items():
+        for group in groups:
+            reference = library_function(group.function)
+            for (args, kwargs), judge in zip(group.calls, group.judges):
+                outcome = ("value", reference(*args, **kwargs))
+                assert judge.problem(outcome, args, kwargs) is None, (gid, group.function, "library", kwargs)
+                outcome = run_student(student_functions[group.function], args, kwargs)
+                assert outcome[0] == "value", (gid, group.function, outcome)
+                assert judge.problem(outcome, args, kwargs) is None, (gid, group.function, "solution", kwargs)
 
 
-def test_every_function_and_method_is_switched_off_and_restored():
-    import poisoning.sanitization as san
-    from poisoning.course import checks
+def _verdicts(plan, namespace):
+    """The grader's verdicts on the functions in ``namespace``, as if a seal had run them."""
+    from grading.checks import run_student
+    from grading.wire import encode
 
-    functions = checks._reference_functions()
-    labels = {label for label, _ in functions}
-    assert {"poisoning.sanitization.removal_rates", "poisoning.sanitization.SanitizationDefence.fit",
-            "poisoning.sanitization.KNNDefence.__init__", "poisoning.sanitization._class_centroids",
-            "poisoning.mean_estimation.trimmed_mean"} <= labels
-    methods = [fn for cls in (san.L2Defence, san.SlabDefence, san.LossDefence, san.KNNDefence, san.SVDDefence)
-               for fn in vars(cls).values() if inspect.isfunction(fn)]
-    assert all(any(fn is f for _, f in functions) for fn in methods)
-    originals = {id(fn): fn.__code__ for _, fn in functions}
-    with pytest.raises(AssertionError, match="called the reference implementation"):  # the calls below
-        with checks.reference_disabled():
-            for label, fn in functions:
-                assert fn.__code__.co_filename == checks._DISABLED_FILENAME, label
-                assert fn.__code__.co_freevars == originals[id(fn)].co_freevars, label
-                with pytest.raises(RuntimeError, match=f"{label} is switched off"):
-                    types.FunctionType(fn.__code__, {}, closure=fn.__closure__)()
-    assert all(fn.__code__ is originals[id(fn)] for _, fn in functions)
-    importlib.import_module("poisoning.sanitization").L2Defence().fit(np.eye(4), [0, 0, 1, 1])
+    records = []
+    for gid, groups in plan.cells.items():
+        for g, group in enumerate(groups):
+            for k, (args, kwargs) in enumerate(group.calls):
+                record = {"cell": gid, "group": g, "call": k}
+                outcome = run_student(namespace[group.function], args, kwargs)
+                if outcome[0] == "value":
+                    record["value"] = encode(outcome[1])
+                else:
+                    record.update(raised=outcome[1], message=outcome[2], bases=outcome[3])
+                records.append(json.loads(json.dumps(record)))  # what comes out of a seal is JSON
+    return plan.verdicts(records)
+
+
+@pytest.mark.parametrize("student", [s for s, code in submission_code().items() if set(code) == set(SOLUTION_CELLS)
+                                     and s != "alias"])
+def test_verdicts_give_the_partial_scores(plan, student):
+    """The plausible-wrong answers fail exactly their cells (the batch checks the same through the seal)."""
+    namespace = {"__name__": "__main__"}
+    exec("import numpy as np\nfrom sklearn.linear_model import LogisticRegression\n", namespace)
+    for gid in SOLUTION_CELLS:
+        exec(compile(submission_code()[student][gid], f"<{student} {gid}>", "exec"), namespace)
+    verdicts = _verdicts(plan, namespace)
+    failed = sorted(gid for gid, (passed, _) in verdicts.items() if not passed)
+    assert failed == sorted(FAILED_CELLS[student]), {gid: verdicts[gid][1] for gid in failed}
+    assert sum(TEST_CELLS[gid] for gid, (passed, _) in verdicts.items() if passed) == EXPECTED[student]
+
+
+def test_the_part_d_judges_explain_what_is_wrong(plan):
+    """The visible Part D cell checks properties of the scores; each judge says which one failed."""
+    (flipped, mean) = plan.cells["test_part_d_visible"]
+    args, kwargs = flipped.calls[0]
+    X, y = args
+    right = library_function("loss_scores")(X, y)
+    assert flipped.judges[0].problem(("value", right[::-1].copy()), args, kwargs).startswith(
+        "the flipped point is the one the model fits worst")
+    assert flipped.judges[0].problem(("value", -right), args, kwargs).startswith("a log loss is positive")
+    assert flipped.judges[0].problem(("value", list(right)), args, kwargs).startswith("expected an array of shape (9,)")
+    assert mean.judges[0].problem(("value", right + 0.1), args, kwargs).startswith(
+        "the mean of the scores is the model's average log loss")
+    assert mean.judges[0].problem(("value", right), args, kwargs) is None
+    assert "NotImplementedError" in mean.judges[0].problem(("raised", "NotImplementedError", "", []), args, kwargs)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from poisoning.course.cli import main
+from grading.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "assignment1"

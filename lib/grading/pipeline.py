@@ -122,7 +122,7 @@ class AutogradeReport:
     def table(self):
         rows = [("student", "score", "max", "time", "status", "first problem")]
         rows += [(r.student, f"{r.score:g}", f"{r.max_score:g}", "-" if r.seconds is None else f"{r.seconds:.0f}s",
-                  r.status, _one_line(r.reason, 100)) for r in self.results]
+                  r.status, _one_line(r.reason, 160)) for r in self.results]
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
         lines = [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c:>{widths[2]}}  {d:>{widths[3]}}  {e:<{widths[4]}}  {f}".rstrip()
                  for a, b, c, d, e, f in rows]
