@@ -84,20 +84,21 @@ def _client_class():
                 return out
             size = len(json.dumps(out, default=str))
             self._sizes = getattr(self, "_sizes", {})
-            cell_size = self._sizes.get(cell_index, 0) + size
-            self._sizes[cell_index] = cell_size
-            self._total = getattr(self, "_total", 0) + size
-            if cell_size > CELL_OUTPUT_LIMIT or self._total > self.total_limit:
-                if out in outs:
-                    outs.remove(out)
-                noted = getattr(self, "_noted", set())
-                self._noted = noted
-                if cell_index not in noted:
-                    noted.add(cell_index)
-                    from nbformat.v4 import new_output
+            self._total = getattr(self, "_total", 0)
+            cell_size = self._sizes.get(cell_index, 0)
+            if cell_size + size <= CELL_OUTPUT_LIMIT and self._total + size <= self.total_limit:
+                self._sizes[cell_index] = cell_size + size
+                self._total += size
+                return out
+            if out in outs:  # over a limit: dropped, with one note in the cell
+                outs.remove(out)
+            noted = getattr(self, "_noted", set())
+            self._noted = noted
+            if cell_index not in noted:
+                noted.add(cell_index)
+                from nbformat.v4 import new_output
 
-                    outs.append(new_output("stream", name="stderr",
-                                           text="[output truncated: more than the grader keeps]\n"))
+                outs.append(new_output("stream", name="stderr", text="[output truncated: more than the grader keeps]\n"))
             return out
 
     return SealedClient
