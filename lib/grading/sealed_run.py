@@ -124,7 +124,7 @@ def main(argv=None):
         import shutil
 
         import nbformat
-        from jupyter_client.manager import KernelManager
+        from jupyter_client.manager import AsyncKernelManager
 
         files = os.path.join(job_dir, "files")
         if os.path.isdir(files):
@@ -142,7 +142,7 @@ def main(argv=None):
                 handle.write(_graded_cell_id(cell))
 
         os.makedirs(os.environ.get("JUPYTER_RUNTIME_DIR", run_dir), exist_ok=True)
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(run_dir, "kernel"))
+        km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(run_dir, "kernel"))
         client = _client_class()(
             nb, km=km, timeout=options.cell_timeout, interrupt_on_timeout=True, allow_errors=True,
             error_on_timeout={"ename": "CellTimeoutError", "evalue": "",
