@@ -1,6 +1,6 @@
 # nbgrader configuration of the course (nbgrader 0.9.x): https://nbgrader.readthedocs.io/en/stable/configuration/
 #
-# Read by `nbgrader ...` run in this folder and by the instructor CLI `course` (lib/poisoning/course).
+# Read by `nbgrader ...` run in this folder and by the instructor CLI `course` (the package lib/grading).
 # The course folder is the repository root:
 #
 #   solutions/<assignment>/   the instructor ("source") notebooks, with solutions and hidden tests (tracked)
@@ -9,7 +9,7 @@
 #   autograded/<student>/...  executed and scored submissions         (`course autograde`)
 #   feedback/<student>/...    HTML feedback per student               (`course feedback`)
 #   gradebook.db              the gradebook (SQLite)
-#   .grading/                 scratch space and logs of `course autograde`
+#   .grading/                 zip_collect's work folder, logs (`course autograde`), reports (`course similarity`)
 # Everything but solutions/ is ignored by git.
 
 import os
@@ -26,9 +26,10 @@ c.CourseDirectory.course_id = "data-poisoning"
 # --------------------------------------------------------------------------------------------------
 # executing notebooks (nbgrader validate, nbgrader autograde)
 # --------------------------------------------------------------------------------------------------
-# Seconds one cell may run before the kernel is interrupted and the cell counts as failed. nbgrader's
-# Execute preprocessor inherits this setting. `course autograde --cell-timeout` overrides it; the sandbox of
-# `course autograde` adds CPU, memory and wall-clock limits on top (see `course autograde --help`).
+# Seconds one cell may run before the kernel is interrupted and the cell counts as failed (nbgrader validate,
+# nbgrader's own autograde). `course autograde` executes each submission in a seal of its own instead of
+# nbgrader's Execute step and uses this setting as its per-cell limit (`--cell-timeout` overrides it); the seal
+# adds memory, CPU-time, wall-clock, process, file-size and output limits (see `course autograde --help`).
 c.ExecutePreprocessor.timeout = 60
 
 # A graded cell that a student deleted is put back (and run) when the notebook is autograded.

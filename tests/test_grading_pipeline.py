@@ -56,6 +56,10 @@ def submissions(released_nb):
         return helpers.with_cells(released_nb, replacements)
 
     a, b, c = (sol[g] for g in SOLUTION_CELLS)
+    import inspect
+
+    import poisoning.mean_estimation as me
+
     return {
         "solution": student(sol),
         "blank": student({}),
@@ -74,6 +78,9 @@ def submissions(released_nb):
                 k = int(trim_fraction * len(values))
                 return float(values[k : len(values) - k].mean())
             """)}),
+        # the library's source pasted into the notebook: it runs, and the similarity report shows where it is from
+        "pasted": student({**sol, "part_c_solution": "\n\n".join(
+            inspect.getsource(getattr(me, name)) for name in ("_as_samples", "_as_output", "trimmed_mean"))}),
         # the reference, aliased or called
         "alias": student({
             "part_a_solution": "from poisoning.mean_estimation import distance_filter, filtered_mean\n",
@@ -98,6 +105,7 @@ EXPECTED = {  # autograded score, and a word the status must contain
     "farattack": (7, "graded"),
     "onesided": (8, "graded"),
     "onedonly": (9, "graded"),
+    "pasted": (11, "graded"),
     "alias": (0, "graded"),
 }
 
@@ -239,6 +247,23 @@ def test_feedback_and_grades(batch):
         assert float(row["max_score"]) == AUTOGRADED_MAX + sum(WRITTEN_CELLS.values())
         expected = EXPECTED.get(row["student"], (0, ""))[0]
         assert float(row["autograded_score"]) == expected and float(row["score"]) == expected
+
+
+@pytest.mark.slow
+def test_similarity_report_ranks_copies(batch):
+    root, _, _ = batch
+    result = run_cli("similarity", ASSIGNMENT, cwd=root)
+    assert result.returncode == 0, result.stderr
+    lines = [line.split() for line in result.stdout.splitlines()[1:] if line.strip().endswith(".py")
+             or " ~ " in line]
+    pairs = {(parts[1], parts[3]): float(parts[0].rstrip("%")) for parts in lines if len(parts) == 4}
+    # the pasted library code is found in the library's own file
+    assert pairs.get(("pasted", "library:poisoning/mean_estimation.py"), 0) > 50, result.stdout
+    # near-copies of one solution rank high with each other, the untouched student version with nobody
+    assert pairs.get(("solution", "wrongcenter"), 0) > 80, result.stdout
+    assert not any("blank" in pair for pair in pairs)
+    html = (root / ".grading" / "similarity" / f"{ASSIGNMENT}.html").read_text()
+    assert "pasted" in html and "library:poisoning/mean_estimation.py" in html
 
 
 @pytest.mark.slow

@@ -226,24 +226,26 @@ def _autograde(course, args):
 
 
 def _similarity(course, args):
-    from .similarity import similarity_report
-
     import poisoning
 
-    course.released_notebooks(args.assignment)
+    from .similarity import similarity_report
+
+    notebooks = course.released_notebooks(args.assignment)
     submissions = {}
-    for notebook in course.released_notebooks(args.assignment):
-        for path in sorted(glob.glob(os.path.join(course.path("submitted", "*", args.assignment), notebook + ".ipynb"))):
+    for notebook in notebooks:
+        pattern = os.path.join(course.path("submitted", "*", args.assignment), notebook + ".ipynb")
+        for path in sorted(glob.glob(pattern)):
             student = os.path.basename(os.path.dirname(os.path.dirname(path)))
-            submissions[student if len(course.released_notebooks(args.assignment)) == 1
-                        else f"{student}-{notebook}"] = path
+            submissions[student if len(notebooks) == 1 else f"{student}-{notebook}"] = path
     if not submissions:
         raise CourseError(f"no collected submission of '{args.assignment}': run `course autograde` first")
-    template = os.path.join(course.path("release", ".", args.assignment),
-                            course.released_notebooks(args.assignment)[0] + ".ipynb")
+    template = os.path.join(course.path("release", ".", args.assignment), notebooks[0] + ".ipynb")
     output = args.output or os.path.join(course.root, ".grading", "similarity", f"{args.assignment}.html")
     library = os.path.dirname(os.path.realpath(poisoning.__file__))
-    pairs = similarity_report(submissions, output, template=template, library_dirs=[library])
+    try:
+        pairs = similarity_report(submissions, output, template=template, library_dirs=[library])
+    except ValueError as error:
+        raise CourseError(str(error)) from None
     print(f"{'similarity':>10}  pair")
     for pair in pairs[: args.top]:
         print(f"{pair.similarity:>10.0%}  {pair.first} ~ {pair.second}")

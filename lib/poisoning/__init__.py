@@ -13,8 +13,9 @@ module                                    chapter
 :mod:`poisoning.random_data`              "Learning from random data"
 :mod:`poisoning.training`                 "Learning from random data" (reused by later chapters)
 :mod:`poisoning.sanitization`             "Data sanitization defences"
-:mod:`poisoning.course`                   the assignments and the instructor CLI
 ========================================  ==========================================
+
+The grading of the assignments (checks, autograding, ``course``) lives in the separate package ``grading``.
 """
 
 __version__ = "0.1.0"
