@@ -231,3 +231,34 @@ def test_release_prints_where_the_student_version_is(tmp_path, capsys):
     assert "release/assignment1" in out
     assert (root / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
     assert (root / "gradebook.db").is_file()
+
+
+def test_release_refuses_checks_whose_reference_students_could_import(tmp_path, capsys):
+    """A source notebook that compares with a module it does not hide from the seals is an instructor's error."""
+    root = make_course(tmp_path / "course")
+    path = root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    nb = json.loads(path.read_text())
+    del nb["metadata"]["grading"]
+    path.write_text(json.dumps(nb))
+    code, _, lines = run(capsys, "--course-dir", root, "release", ASSIGNMENT)
+    assert_clean_failure(code, lines, "compare with poisoning.mean_estimation, which students could import",
+                         "grading.hidden_modules")
+
+
+def test_release_refuses_a_test_cell_that_calls_student_code(tmp_path, capsys):
+    root = make_course(tmp_path / "course")
+    path = root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == "test_part_c_visible":
+            cell["source"] = "assert trimmed_mean([1.0]) == 1.0\n" + "".join(cell["source"])
+    path.write_text(json.dumps(nb))
+    code, _, lines = run(capsys, "--course-dir", root, "release", ASSIGNMENT)
+    assert_clean_failure(code, lines, "a test cell calls `trimmed_mean` directly")
+
+
+def test_similarity_before_autograde(tmp_path, capsys):
+    root = make_course(tmp_path / "course")
+    assert main(["--course-dir", str(root), "release", ASSIGNMENT]) == 0
+    code, _, lines = run(capsys, "--course-dir", root, "similarity", ASSIGNMENT)
+    assert_clean_failure(code, lines, "no collected submission of 'assignment1'")

@@ -87,6 +87,11 @@ def _plan(course, assignment, notebook):
     except PlanError as error:
         raise CourseError(f"{assignment}/{notebook}.ipynb: {error}") from None
     hidden = list(nb.metadata.get("grading", {}).get("hidden_modules", []))
+    exposed = sorted(module for module in plan.reference_modules
+                     if not any(module == h or module.startswith(h + ".") for h in hidden))
+    if exposed:
+        raise CourseError(f"{assignment}/{notebook}.ipynb: its checks compare with {', '.join(exposed)}, which students "
+                          "could import while graded: list it in the notebook's metadata grading.hidden_modules")
     return plan, hidden
 
 

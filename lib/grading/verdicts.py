@@ -57,6 +57,7 @@ class Plan:
 
     cells: dict = field(default_factory=dict)
     points: dict = field(default_factory=dict)  # test cell id -> points
+    reference_modules: set = field(default_factory=set)  # modules of the references given by dotted name
 
     def inputs(self):
         """What the seal gets: ``{cell: [[(args, kwargs), ...] per group]}`` (no expected result)."""
@@ -158,6 +159,8 @@ class _Recorder:
         if not isinstance(fn, StudentName):
             raise PlanError(f"test cell {self.cell}: check() must be given a function the student writes "
                             f"(a name defined in a solution cell), got {fn!r}")
+        if isinstance(spec, tuple) and isinstance(spec[1], str):
+            self.plan.reference_modules.add(spec[1].rpartition(".")[0])
         judges = []
         for args, kwargs in calls:
             if isinstance(spec, tuple):  # a reference: its result on this input is what is expected
