@@ -8,8 +8,8 @@ What the student's code sees, and what it can do there:
 
 * **files**: the system (``/usr``), the Python installation and the course's virtual environment, all read-only;
   the job folder ``/job`` (read-only: the notebook after nbgrader's pre-processing, the assignment's supporting
-  files, the grader's inputs for the test cells); and three small private ``tmpfs`` (``/home/student``, ``/tmp``,
-  ``/run/grading``), each at most ``file_size_mb``, gone when the run ends. The course folder, ``solutions/``,
+  files, the grader's inputs for the test cells); and four small private ``tmpfs`` (``/home/student``, ``/tmp``,
+  ``/run/grading``, ``/dev/shm``), each at most ``file_size_mb``, gone when the run ends. The course folder, ``solutions/``,
   the gradebook, ``submitted/``, other students' files, the grader's home and the rest of the host are not mounted
   at all. The packages ``grading`` and ``poisoning`` are replaced by copies: ``grading`` holds only the check API
   and the executor; ``poisoning`` lacks the modules that hold the assignment's reference answers (importing one
@@ -250,7 +250,7 @@ class Seal:
     """The seals of one grading run: the same binds and limits for every submission.
 
     ``lib_overlays`` maps the real folder of an importable package to the folder that replaces it in the seal
-    (see :func:`grading.sealed_lib.build`).
+    (see :func:`sealed_packages`).
     """
 
     def __init__(self, limits, lib_overlays, scratch):
