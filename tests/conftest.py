@@ -8,8 +8,10 @@ tests in ``tests/browser/`` serve the result on localhost and look at it in Chro
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,31 @@ def built_book(tmp_path_factory):
     log = result.stdout + result.stderr
     assert result.returncode == 0, f"book build failed:\n{log[-6000:]}"
     return out / "_build" / "html", log
+
+
+@pytest.fixture(scope="module")
+def loopback_server():
+    """``(port, received)``: a TCP server on the host's loopback that collects whatever anyone sends it (the
+    grading tests check that code in a seal cannot reach it)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    received, stop = [], threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                continue
+            with connection:
+                received.append(connection.recv(1024))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], received
+    stop.set()
+    thread.join()
+    server.close()
+

@@ -200,3 +200,34 @@ def validate_source_and_release(root, assignment):
     failed = validator.validate(str(Path(root) / "release" / assignment / f"{assignment}.ipynb"))["failed"]
     code = [cell for cell in failed if cell["source"] != "YOUR ANSWER HERE"]
     return source_result, code, len(failed) - len(code)
+
+
+# --------------------------------------------------------------------------------------------------
+# the checks the grader records from a source notebook
+# --------------------------------------------------------------------------------------------------
+def seal_records(plan, functions):
+    """The records a seal would hand back for the student's ``functions`` (``{name: function}``), as JSON."""
+    from grading.checks import run_student
+    from grading.wire import encode
+
+    records = []
+    for gid, groups in plan.cells.items():
+        for g, group in enumerate(groups):
+            for k, (args, kwargs) in enumerate(group.calls):
+                record = {"cell": gid, "group": g, "call": k}
+                outcome = run_student(functions[group.function], args, kwargs)
+                if outcome[0] == "value":
+                    record["value"] = encode(outcome[1])
+                else:
+                    record.update(raised=outcome[1], message=outcome[2], bases=outcome[3])
+                records.append(json.loads(json.dumps(record)))  # what comes out of a seal is JSON
+    return records
+
+
+def check_plan_inputs(plan, test_cells):
+    """Every test cell has inputs, and they are ``(args, kwargs)`` with nothing expected among them."""
+    inputs = plan.inputs()
+    assert set(inputs) == set(test_cells)
+    assert all(isinstance(args, tuple) and isinstance(kwargs, dict)
+               for groups in inputs.values() for group in groups for args, kwargs in group)
+

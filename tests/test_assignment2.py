@@ -464,11 +464,7 @@ def test_plan_has_every_test_cell_with_checks(plan):
     assert tolerances["test_part_c_hidden"] == {(1e-6, 1e-8)}
     assert tolerances["test_part_d_hidden"] == {(1e-4, 1e-6)}
     assert tolerances["test_part_b_hidden"] == tolerances["test_part_a_hidden"] == {(1e-7, 1e-9)}
-    # the seal gets the inputs only, as plain data
-    inputs = plan.inputs()
-    assert set(inputs) == set(TEST_CELLS)
-    assert all(isinstance(args, tuple) and isinstance(kwargs, dict)
-               for groups in inputs.values() for group in groups for args, kwargs in group)
+    helpers.check_plan_inputs(plan, TEST_CELLS)  # the seal gets the inputs only
 
 
 def test_the_reference_and_the_solution_pass_every_recorded_check(plan, student_functions):
@@ -488,21 +484,7 @@ def test_the_reference_and_the_solution_pass_every_recorded_check(plan, student_
 
 def _verdicts(plan, namespace):
     """The grader's verdicts on the functions in ``namespace``, as if a seal had run them."""
-    from grading.checks import run_student
-    from grading.wire import encode
-
-    records = []
-    for gid, groups in plan.cells.items():
-        for g, group in enumerate(groups):
-            for k, (args, kwargs) in enumerate(group.calls):
-                record = {"cell": gid, "group": g, "call": k}
-                outcome = run_student(namespace[group.function], args, kwargs)
-                if outcome[0] == "value":
-                    record["value"] = encode(outcome[1])
-                else:
-                    record.update(raised=outcome[1], message=outcome[2], bases=outcome[3])
-                records.append(json.loads(json.dumps(record)))  # what comes out of a seal is JSON
-    return plan.verdicts(records)
+    return plan.verdicts(helpers.seal_records(plan, namespace))
 
 
 @pytest.mark.parametrize("student", [s for s, code in submission_code().items() if set(code) == set(SOLUTION_CELLS)

@@ -13,10 +13,7 @@ the reference library and the solution), and the check API's local mode.
 import csv
 import json
 import shutil
-import sys
 import textwrap
-import time
-import types
 
 import grading_helpers as helpers
 import numpy as np
@@ -355,11 +352,7 @@ def test_plan_has_every_test_cell_and_its_points(plan):
     calls = {gid: sum(len(group.calls) for group in groups) for gid, groups in plan.cells.items()}
     assert calls["test_part_a_visible"] == 5 and calls["test_part_b_visible"] == 4
     assert calls["test_part_a_hidden"] == 10 + 11 and calls["test_part_c_hidden"] == 6
-    # the seal gets the inputs only: no expected result travels with them
-    inputs = plan.inputs()
-    assert set(inputs) == set(TEST_CELLS)
-    assert all(isinstance(args, tuple) and isinstance(kwargs, dict)
-               for groups in inputs.values() for group in groups for args, kwargs in group)
+    helpers.check_plan_inputs(plan, TEST_CELLS)  # the seal gets the inputs only
 
 
 def test_the_reference_and_the_solution_pass_every_recorded_check(plan, student_functions):
@@ -377,20 +370,9 @@ def test_the_reference_and_the_solution_pass_every_recorded_check(plan, student_
 
 def test_verdicts_from_records_and_from_their_absence(plan, student_functions):
     """Right outputs pass; a wrong, missing, forged or unreadable output fails its cell, and only its cell."""
-    from grading.checks import run_student
     from grading.wire import encode
 
-    records = []
-    for gid, groups in plan.cells.items():
-        for g, group in enumerate(groups):
-            for k, (args, kwargs) in enumerate(group.calls):
-                outcome = run_student(student_functions[group.function], args, kwargs)
-                record = {"cell": gid, "group": g, "call": k}
-                if outcome[0] == "value":
-                    record["value"] = encode(outcome[1])
-                else:
-                    record.update(raised=outcome[1], message=outcome[2], bases=outcome[3])
-                records.append(record)
+    records = helpers.seal_records(plan, student_functions)
     verdicts = plan.verdicts(records)
     assert all(passed for passed, _ in verdicts.values()), verdicts
 

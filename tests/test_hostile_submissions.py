@@ -12,10 +12,8 @@ to a loopback server).
 from __future__ import annotations
 
 import hashlib
-import socket
 import sqlite3
 import textwrap
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -156,8 +154,7 @@ def hostile(course, port, marker):
             """) + honest["part_a_solution"]}, FULL, "graded", ""),
         # the network: a server of the test on the host's loopback
         "network": ({"part_a_solution": STUB + textwrap.dedent(f"""\
-            import socket
-            for host in ("127.0.0.1", "localhost", "::1"):
+                        for host in ("127.0.0.1", "localhost", "::1"):
                 try:
                     socket.create_connection((host, {port}), timeout=2).sendall(b"hidden inputs")
                 except OSError as error:
@@ -195,31 +192,6 @@ def hostile(course, port, marker):
         "sysexit": ({**honest, "part_b_solution": "import sys\nsys.exit('bye')\n" + honest["part_b_solution"]},
                     7, "graded", "test_part_b_visible"),
     }
-
-
-@pytest.fixture(scope="module")
-def loopback_server():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.2)
-    received, stop = [], threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                connection, _ = server.accept()
-            except OSError:
-                continue
-            with connection:
-                received.append(connection.recv(1024))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], received
-    stop.set()
-    thread.join()
-    server.close()
 
 
 def tree_digest(folder):

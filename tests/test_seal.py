@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import socket
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -69,32 +67,6 @@ def nothing_left_behind():
     while seal_processes() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not seal_processes(), "processes of a seal outlived it"
-
-
-@pytest.fixture
-def loopback_server():
-    """A TCP server on the host's loopback; collects whatever anyone sends it."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.2)
-    received, stop = [], threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                connection, _ = server.accept()
-            except OSError:
-                continue
-            with connection:
-                received.append(connection.recv(1024))
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], received
-    stop.set()
-    thread.join()
-    server.close()
 
 
 def test_the_seal_shows_nothing_of_the_course_and_the_host(tmp_path, monkeypatch, loopback_server):

@@ -40,10 +40,8 @@ from __future__ import annotations
 
 import copy
 import importlib
-import inspect
 import json
 import os
-import sys
 import warnings
 
 import numpy as np

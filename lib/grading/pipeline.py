@@ -23,7 +23,6 @@ import concurrent.futures
 import contextlib
 import csv
 import glob
-import logging
 import os
 import pickle
 import queue
@@ -304,6 +303,15 @@ def _stop_reason(outcome, run):
     return "the seal gave no answer (its executor was killed or crashed)"
 
 
+def _worst(outcomes):
+    """The outcome that speaks for a student with several notebooks: the first that failed, else the first."""
+    for bad in (lambda o: not o, lambda o: not o.get("answered"), lambda o: o.get("error"), lambda o: o.get("first_failure")):
+        for outcome in outcomes:
+            if bad(outcome):
+                return outcome
+    return outcomes[0] if outcomes else {}
+
+
 def _status(outcome, run):
     """The summary's status of one student's (only) notebook run."""
     if not outcome:
@@ -411,7 +419,7 @@ def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, c
                 app.create_student = True
                 app.log = quiet_logger(f"grading.nbgrader.{student}")
                 success, log, error = run_nbgrader(app)
-                outcome = run.outcomes.get((student, notebooks[0]), {})
+                outcome = _worst([run.outcomes.get((student, notebook), {}) for notebook in notebooks])
                 if not success or not outcome.get("answered"):
                     gradebook.record_failure(course, assignment, student)
                 score, max_score = gradebook.code_score(course, assignment, student)
