@@ -3,6 +3,12 @@ notebooks in real seals (bubblewrap, the executor ``grading.sealed_run`` and a J
 
 Each test writes a small job (a notebook of probing cells), runs it in a seal with tight limits, and reads what the
 cells printed. Processes left behind are looked for on the host after each run.
+
+What the seal guarantees is what these tests check: nothing of the course or the host but the read-only system and
+environment, no network, its own processes, an unprivileged user, bounded processes, memory, time and output, and
+no reference module. What it does not guarantee (see the README's instructor section): answers hard-coded for the
+visible tests' inputs, code copied from the library or another student (``course similarity`` reports it), and
+the hidden inputs staying unseen by the code that runs with them.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import textwrap
 import time
 from pathlib import Path
@@ -222,3 +229,42 @@ def test_limits_are_validated():
         SealLimits(memory_mb=0).validate()
     with pytest.raises(ValueError, match="processes must be a positive integer"):
         SealLimits(processes=True).validate()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"),
+                    reason="needs root (to become an unprivileged user with setpriv) and the system's Python")
+def test_as_an_unprivileged_user_the_same_namespaces_and_limits_bind(monkeypatch):
+    """An instructor who grades as a normal user gets bubblewrap's user namespace (no further one can be made);
+    the process limit set inside the seal counts the seal's own processes. (The course's own Python may live where
+    another user cannot read it, so this probe runs the system's Python.)"""
+    import subprocess
+
+    bwrap = seal_module.find_bwrap()
+    monkeypatch.setattr(os, "geteuid", lambda: 65534)
+    options = seal_module._namespace_options()
+    monkeypatch.undo()
+    assert "--unshare-user" in options and "--disable-userns" in options and "--cap-add" not in options
+    probe = textwrap.dedent("""\
+        import os, resource, time
+        resource.setrlimit(resource.RLIMIT_NPROC, (20, 20))
+        forks = 0
+        try:
+            while forks < 1000:
+                if os.fork() == 0:
+                    time.sleep(2)
+                    os._exit(0)
+                forks += 1
+        except OSError:
+            pass
+        import ctypes
+        CLONE_NEWUSER = 0x10000000
+        nested = "allowed" if ctypes.CDLL(None).unshare(CLONE_NEWUSER) == 0 else "refused"
+        print(os.getuid(), forks, nested, os.path.exists("/work"), flush=True)
+        """)
+    done = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", bwrap, *options,
+                           *seal_module._system_binds(), "--proc", "/proc", "--dev", "/dev",
+                           "--", "/usr/bin/python3", "-c", probe],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    uid, forks, nested, work = done.stdout.split()
+    assert uid == "65534" and int(forks) < 20 and nested == "refused" and work == "False"
