@@ -230,7 +230,7 @@ def _python_binds():
     return binds
 
 
-def _parent_folders(binds, extra):
+def _parent_folders(binds, extra, skip=()):
     """``--dir`` options that make every folder above a mount point readable (bubblewrap would make them private,
     and the seal's unprivileged user could not reach the Python installation below ``/root``)."""
     targets = [binds[i + 2] for i, option in enumerate(binds) if option in ("--ro-bind", "--ro-bind-try", "--bind")]
@@ -241,7 +241,7 @@ def _parent_folders(binds, extra):
             folders.add(parent)
             parent = os.path.dirname(parent)
     options = []
-    for folder in sorted(folders, key=lambda f: (f.count("/"), f)):
+    for folder in sorted(folders - set(skip), key=lambda f: (f.count("/"), f)):
         options += ["--perms", "0755", "--dir", folder]
     return options
 
@@ -269,18 +269,19 @@ class Seal:
     def command(self, job_dir, slot, cell_timeout):
         limits = self.limits
         tmpfs_bytes = str(limits.file_size_mb * MIB)
-        binds = [*_system_binds(), *_python_binds()]
+        system = _system_binds()
+        private = []  # the tmpfs come before the other binds, which may lie below them (a clone in /tmp)
+        for folder in ("/dev/shm", "/tmp", SEAL_HOME, SEAL_RUN):
+            private += ["--perms", "1777", "--size", tmpfs_bytes, "--tmpfs", folder]
+        binds = _python_binds()
         for real, replacement in sorted(self.lib_overlays.items()):
             binds += ["--ro-bind", replacement, real]
-        binds += ["--ro-bind", self.passwd, "/etc/passwd"]
-        args = [self.bwrap, *_namespace_options(), *_parent_folders(binds, ["/run", "/home"]), *binds,
-                 "--proc", "/proc", "--dev", "/dev",
-                 "--perms", "1777", "--size", tmpfs_bytes, "--tmpfs", "/dev/shm",
-                 "--perms", "1777", "--size", tmpfs_bytes, "--tmpfs", "/tmp",
-                 "--perms", "1777", "--size", tmpfs_bytes, "--tmpfs", SEAL_HOME,
-                 "--perms", "1777", "--size", tmpfs_bytes, "--tmpfs", SEAL_RUN,
-                 "--ro-bind", job_dir, SEAL_JOB,
-                 "--chdir", SEAL_HOME, "--clearenv"]
+        binds += ["--ro-bind", self.passwd, "/etc/passwd", "--ro-bind", job_dir, SEAL_JOB]
+        mounted = {"/dev", "/proc", "/dev/shm", "/tmp", SEAL_HOME, SEAL_RUN}
+        args = [self.bwrap, *_namespace_options(), *_parent_folders(system, []), *system,
+                "--proc", "/proc", "--dev", "/dev", *_parent_folders([], ["/run", "/home"]), *private,
+                *_parent_folders(binds, [], skip=mounted), *binds,
+                "--chdir", SEAL_HOME, "--clearenv"]
         for key, value in self.environment().items():
             args += ["--setenv", key, value]
         args += ["--", sys.executable, "-I", "-m", "grading.sealed_run",
