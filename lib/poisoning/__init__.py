@@ -13,6 +13,9 @@ module                                    chapter
 :mod:`poisoning.random_data`              "Learning from random data"
 :mod:`poisoning.training`                 "Learning from random data" (reused by later chapters)
 :mod:`poisoning.sanitization`             "Data sanitization defences"
+:mod:`poisoning.influence`                "Influence functions" (Part II)
+:mod:`poisoning.feasible_set`             "The influence attack" (Part II)
+:mod:`poisoning.influence_attack`         "The influence attack" (Part II)
 ========================================  ==========================================
 
 The grading of the assignments (checks, autograding, ``course``) lives in the separate package ``grading``.
