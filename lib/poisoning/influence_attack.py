@@ -63,7 +63,8 @@ def defended_test_error(X_train, y_train, X_test, y_test, defences=(), l2=0.01, 
 
     Every defence of ``defences`` (unfitted :mod:`poisoning.sanitization` estimators, e.g.
     ``[L2Defence(), SlabDefence()]`` for the sphere and slab together) is fitted on ``(X_train, y_train)``; the
-    points that all of them keep train the smooth-hinge SVM. Returns ``(test error, fraction of points removed)``.
+    points that all of them keep train the smooth-hinge SVM. Returns ``(test error, keep mask)``, the mask ``True``
+    for every training point that the defences keep.
     """
     X_train = np.asarray(X_train, dtype=np.float64)
     y_train = _signed(y_train)
@@ -71,7 +72,7 @@ def defended_test_error(X_train, y_train, X_test, y_test, defences=(), l2=0.01, 
     for defence in defences:
         keep &= clone(defence).fit(X_train, y_train).keep_mask_
     error, _, _ = smooth_hinge_test_error(X_train[keep], y_train[keep], X_test, y_test, l2, temperature)
-    return error, float(1.0 - keep.mean())
+    return error, keep
 
 
 class InfluenceAttack(BaseEstimator):
@@ -89,6 +90,9 @@ class InfluenceAttack(BaseEstimator):
         How far the poison with the largest gradient moves in one step.
     removal_fraction, shrink, box
         The feasible set (:class:`~poisoning.feasible_set.SphereSlabFeasibleSet`), fitted on the clean data.
+    copies : bool, default False
+        Start every poison at the same point (a label flip of one clean point): identical poisons get identical
+        gradients, so they stay one cluster, which the k-NN and loss defences do not flag.
     random_state : int, RandomState, Generator or None
         Picks the clean points whose label flips start the attack.
 
@@ -104,8 +108,9 @@ class InfluenceAttack(BaseEstimator):
     """
 
     def __init__(self, epsilon=0.03, l2=0.01, temperature=0.001, n_iter=20, step_size=0.1, removal_fraction=0.05,
-                 shrink=0.9, box=(0.0, 1.0), random_state=None):
+                 shrink=0.9, box=(0.0, 1.0), copies=False, random_state=None):
         self.epsilon = epsilon
+        self.copies = copies
         self.l2 = l2
         self.temperature = temperature
         self.n_iter = n_iter
@@ -137,7 +142,10 @@ class InfluenceAttack(BaseEstimator):
         feasible = SphereSlabFeasibleSet(self.removal_fraction, self.shrink, self.box).fit(X_clean, y_clean)
         clean_kept = feasible.contains(X_clean, y_clean)  # what the defender would keep of the clean data
         rng = check_random_state(self.random_state)
-        start = rng.choice(n, size=n_poison, replace=n_poison > n)
+        if self.copies:  # every poison a copy of one point: they move together, and stay each other's neighbours
+            start = np.full(n_poison, rng.randint(n))
+        else:
+            start = rng.choice(n, size=n_poison, replace=n_poison > n)
         y_poison = -y_clean[start]
         X_poison = feasible.project(X_clean[start], y_poison)
 
