@@ -435,3 +435,24 @@ def test_recording_rejects_test_cells_that_call_student_code():
     nb.cells[1].source = "x = 1"
     with pytest.raises(PlanError, match="without any check"):
         record_plan(nbformat.from_dict(nb))
+
+
+def test_a_judge_can_report_what_it_measured():
+    """A judge that returns a string on success puts it in the verdict (e.g. the damage a student's poisons do,
+    measured by the grader), and a failing judge's message is the verdict."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from grading.verdicts import record_plan
+    from grading.wire import encode
+
+    meta = {"nbgrader": {"grade": True, "solution": False, "locked": True, "grade_id": "t", "points": 2}}
+    solution = {"nbgrader": {"grade": False, "solution": True, "locked": False, "grade_id": "s"}}
+    judge = "def at_least_three(out):\n    assert out >= 3, f'{out} is below 3'\n    return f'measured {out}'\n"
+    nb = new_notebook(cells=[new_code_cell("def f(x):\n    return x", metadata=solution),
+                             new_code_cell("from grading.checks import check\n" + judge
+                                           + "check(f, 5, judge=at_least_three)", metadata=meta)])
+    plan = record_plan(nbformat.from_dict(nb))
+    record = {"cell": "t", "group": 0, "call": 0}
+    assert plan.verdicts([{**record, "value": encode(4)}])["t"] == (True, "all 1 check pass; measured 4")
+    assert plan.verdicts([{**record, "value": encode(2)}])["t"] == (False, "f(5): 2 is below 3")

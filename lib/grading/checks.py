@@ -85,23 +85,31 @@ class Raises:
 
 
 class Judge:
-    """``judge(output)`` raises ``AssertionError`` (with a message for the student) when the output is wrong."""
+    """``judge(output)`` raises ``AssertionError`` (with a message for the student) when the output is wrong.
+
+    A judge that returns a string on success adds it to the verdict, e.g. the test error a student's poisons
+    reached, as measured by the grader.
+    """
 
     def __init__(self, function):
         self.function = function
 
-    def problem(self, outcome, args, kwargs):
+    def verdict(self, outcome, args, kwargs):
+        """``(problem or None, note or None)``."""
         if outcome[0] == "raised":
-            return f"raised {outcome[1]}: {outcome[2]}" if outcome[2] else f"raised {outcome[1]}"
+            return (f"raised {outcome[1]}: {outcome[2]}" if outcome[2] else f"raised {outcome[1]}"), None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.function(outcome[1])
+                note = self.function(outcome[1])
         except AssertionError as error:
-            return str(error).strip().splitlines()[0] if str(error).strip() else "the result is wrong"
+            return (str(error).strip().splitlines()[0] if str(error).strip() else "the result is wrong"), None
         except Exception as error:  # the judge could not even read the result
-            return f"the result is not what was asked for ({type(error).__name__}: {str(error)[:100]})"
-        return None
+            return f"the result is not what was asked for ({type(error).__name__}: {str(error)[:100]})", None
+        return None, (note.strip().splitlines()[0][:200] if isinstance(note, str) and note.strip() else None)
+
+    def problem(self, outcome, args, kwargs):
+        return self.verdict(outcome, args, kwargs)[0]
 
 
 def resolve(reference):

@@ -73,7 +73,7 @@ class Plan:
         outcomes = _outcomes(records)
         result = {}
         for cell, groups in self.cells.items():
-            failures, total = [], 0
+            failures, notes, total = [], [], 0
             for g, group in enumerate(groups):
                 for k, ((args, kwargs), judge) in enumerate(zip(group.calls, group.judges)):
                     total += 1
@@ -84,11 +84,17 @@ class Plan:
                         failures.append(f"{call}: no result" + (f" ({why})" if why else
                                                                  " (the test cell did not run this check)"))
                         continue
-                    problem = judge.problem(outcome, args, kwargs)
+                    if hasattr(judge, "verdict"):
+                        problem, note = judge.verdict(outcome, args, kwargs)
+                        if note and not problem:
+                            notes.append(note)
+                    else:
+                        problem = judge.problem(outcome, args, kwargs)
                     if problem:
                         failures.append(f"{call}: {problem}")
             if not failures:
-                result[cell] = (True, f"all {total} check{'s' if total != 1 else ''} pass")
+                result[cell] = (True, f"all {total} check{'s' if total != 1 else ''} pass"
+                                + "".join(f"; {note}" for note in notes))
             elif total == 1:
                 result[cell] = (False, failures[0])
             else:
