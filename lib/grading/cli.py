@@ -8,6 +8,7 @@ Run it in the course folder (the repository root, which holds ``nbgrader_config.
     course feedback assignment1                       # HTML feedback into feedback/<student>/assignment1
     course grades --output grades.csv                 # one CSV row per student and assignment
     course similarity assignment1                     # code-similarity report (HTML) of the submissions
+    course leaderboard assignment4                    # students ranked by what the grader measured (HTML)
 
 Errors are reported as one line on standard error, with a non-zero exit status.
 """
@@ -127,6 +128,17 @@ def build_parser():
     p.add_argument("--output", "-o", default=None, metavar="FILE",
                    help="the HTML report (default: .grading/similarity/ASSIGNMENT.html)")
     p.add_argument("--top", type=_positive_int, default=20, metavar="N", help="pairs to print (default: 20)")
+
+    p = commands.add_parser("leaderboard", help="rank students by what the grader measured (HTML table)",
+                            description="Rank every student with an autograded notebook of ASSIGNMENT by the value "
+                                        "that the grader measured in its graded test (assignment4: the victim's "
+                                        "test error under the loss defence in Part C), read from the grader's "
+                                        "verdicts in autograded/ and the gradebook; no student code runs. Prints "
+                                        "the top rows and writes an HTML table (rank, student, value, passed).")
+    p.add_argument("assignment", metavar="ASSIGNMENT")
+    p.add_argument("--output", "-o", default=None, metavar="FILE",
+                   help="the HTML table (default: .grading/leaderboard/ASSIGNMENT.html)")
+    p.add_argument("--top", type=_positive_int, default=10, metavar="N", help="rows to print (default: 10)")
     return parser
 
 
@@ -182,6 +194,10 @@ def _run(args):
             return 0
         if args.command == "similarity":
             return _similarity(course, args)
+        if args.command == "leaderboard":
+            from .leaderboard import run
+
+            return run(course, args.assignment, output=args.output, top=args.top)
         if args.command == "grades":
             from .pipeline import export_grades
 
