@@ -231,3 +231,33 @@ def check_plan_inputs(plan, test_cells):
     assert all(isinstance(args, tuple) and isinstance(kwargs, dict)
                for groups in inputs.values() for group in groups for args, kwargs in group)
 
+
+# --------------------------------------------------------------------------------------------------
+# the source notebook's cells as code
+# --------------------------------------------------------------------------------------------------
+def imports_of(tree):
+    """``[(module, node)]`` of every import in the syntax tree ``tree``."""
+    import ast
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.module or "", node))
+    return found
+
+
+def top_level_names(tree):
+    """The names a cell binds at its top level (what would shadow a student's function)."""
+    import ast
+
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        else:
+            names.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+    return names

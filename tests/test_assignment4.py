@@ -420,28 +420,6 @@ def test_feedback_shows_scores_and_messages_but_no_hidden_test(batch):
 # --------------------------------------------------------------------------------------------------
 # fast: the source notebook
 # --------------------------------------------------------------------------------------------------
-def _imports(tree):
-    """``[(module, node)]`` of every import in ``tree``."""
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [(alias.name, node) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            found.append((node.module or "", node))
-    return found
-
-
-def _top_level_names(tree):
-    """The names a cell binds at its top level (what would shadow a student's function)."""
-    names = set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-        else:
-            names.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
-    return names
 
 
 def _is_hidden(module):
@@ -469,7 +447,7 @@ def test_source_notebook_is_a_valid_nbgrader_assignment():
         if meta.get("solution") and cell.cell_type == "code":
             assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") == 1
             # a student's cell may import poisoning.sanitization, never a hidden module
-            assert not any(_is_hidden(module) for module, _ in _imports(ast.parse(cell.source)))
+            assert not any(_is_hidden(module) for module, _ in helpers.imports_of(ast.parse(cell.source)))
         if cell.cell_type != "code" or meta.get("solution"):
             continue
         tree = ast.parse(cell.source)
@@ -482,17 +460,17 @@ def test_source_notebook_is_a_valid_nbgrader_assignment():
             if not hidden:
                 assert "check(" in cell.source and "check_cases(" not in cell.source
             # nothing may shadow a student's function
-            assert not _top_level_names(tree) & set(STUDENT_FUNCTIONS), meta["grade_id"]
+            assert not helpers.top_level_names(tree) & set(STUDENT_FUNCTIONS), meta["grade_id"]
         if meta:  # the set-up and test cells run in the seal, where the reference modules are not importable: they
             # may only be imported inside a function (a case builder, a reference, a judge), which runs in the grader
             top = {id(node) for node in tree.body}
-            for module, node in _imports(tree):
+            for module, node in helpers.imports_of(tree):
                 if _is_hidden(module):
                     assert id(node) not in top, (meta.get("grade_id"), module)
                     assert "### BEGIN HIDDEN TESTS" in cell.source, (meta.get("grade_id"), module)
         else:  # the ungraded demo: the import of the reference module fails gracefully when graded
             handlers = [node for node in ast.walk(tree) if isinstance(node, ast.Try)]
-            assert any(any(_is_hidden(module) for module, _ in _imports(ast.Module(node.body, [])))
+            assert any(any(_is_hidden(module) for module, _ in helpers.imports_of(ast.Module(node.body, [])))
                        and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError" for h in node.handlers)
                        for node in handlers)
     assert len(ids) == len(set(ids))
