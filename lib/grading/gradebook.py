@@ -10,7 +10,8 @@ import os
 
 from .coursedir import CourseError
 
-__all__ = ["max_scores", "record_students", "record_failure", "code_score", "grade_rows", "GRADE_COLUMNS"]
+__all__ = ["max_scores", "record_students", "record_failure", "code_score", "cell_scores", "grade_rows",
+           "GRADE_COLUMNS"]
 
 
 def _open(course):
@@ -62,6 +63,25 @@ def code_score(course, assignment, student):
 
 GRADE_COLUMNS = ["student", "assignment", "score", "max_score", "autograded_score", "written_score",
                  "needs_manual_grade"]
+
+
+def cell_scores(course, assignment, notebook, cell, students):
+    """``{student: (auto score, max score)}`` of one graded cell, for the students who have a submission."""
+    from nbgrader.api import MissingEntry
+
+    if not os.path.isfile(course.db_path):
+        return {}
+    scores = {}
+    with _open(course) as gb:
+        for student in students:
+            try:
+                submitted = gb.find_submission_notebook(notebook, assignment, student)
+            except MissingEntry:
+                continue
+            for grade in submitted.grades:
+                if grade.name == cell:
+                    scores[student] = (float(grade.auto_score or 0.0), float(grade.max_score or 0.0))
+    return scores
 
 
 def grade_rows(course):

@@ -41,6 +41,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from . import gradebook
 from .coursedir import CourseError
 
 __all__ = ["Board", "BOARDS", "Entry", "entries", "ranked", "write_html", "leaderboard", "run"]
@@ -150,25 +151,6 @@ def read_verdict(path, board):
     return None, None, None, f"the cell {board.cell} has no verdict of the grader"
 
 
-def _cell_scores(course, assignment, board, students):
-    """``{student: (auto score, max score)}`` of the board's cell, from the gradebook."""
-    if not os.path.isfile(course.db_path):
-        return {}
-    from nbgrader.api import Gradebook, MissingEntry
-
-    scores = {}
-    with Gradebook(course.db_url, course.course_id) as gradebook:
-        for student in students:
-            try:
-                notebook = gradebook.find_submission_notebook(board.notebook, assignment, student)
-            except MissingEntry:
-                continue
-            for grade in notebook.grades:
-                if grade.name == board.cell:
-                    scores[student] = (float(grade.auto_score or 0.0), float(grade.max_score or 0.0))
-    return scores
-
-
 def entries(course, assignment):
     """One :class:`Entry` per student with an autograded notebook of ``assignment`` (unranked, by student)."""
     board = _board(assignment)
@@ -179,7 +161,7 @@ def entries(course, assignment):
     paths = {os.path.basename(os.path.dirname(os.path.dirname(path))): path for path in glob.glob(pattern)}
     if not paths:
         raise CourseError(f"no autograded submission of '{assignment}' yet: run `course autograde` first")
-    scores = _cell_scores(course, assignment, board, sorted(paths))
+    scores = gradebook.cell_scores(course, assignment, board.notebook, board.cell, sorted(paths))
     found = []
     for student in sorted(paths):
         score, max_score = scores.get(student, (0.0, 0.0))
