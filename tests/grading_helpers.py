@@ -1,4 +1,4 @@
-"""Helpers shared by the grading tests of the assignments (``test_grading_pipeline.py``, ``test_assignment2.py``).
+"""Helpers shared by the grading tests of the assignments (``test_grading_pipeline.py``, ``test_assignment*.py``).
 
 Notebooks are handled as plain JSON (what nbgrader reads and writes); a course is a temporary copy of the course
 folder (``nbgrader_config.py`` and ``solutions/``), never the working tree's ``release/``, ``submitted/`` ...
@@ -6,6 +6,7 @@ folder (``nbgrader_config.py`` and ``solutions/``), never the working tree's ``r
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import re
@@ -261,3 +262,71 @@ def top_level_names(tree):
         else:
             names.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
     return names
+
+
+# --------------------------------------------------------------------------------------------------
+# the source notebook
+# --------------------------------------------------------------------------------------------------
+def _is_hidden(module, hidden_modules):
+    return any(module == hidden or module.startswith(hidden + ".") for hidden in hidden_modules)
+
+
+def check_source_notebook(source, hidden_modules, test_cells, written_cells, student_functions, outcome_cells=()):
+    """Assert that ``source`` is a valid nbgrader source notebook of the course's kind.
+
+    Its metadata names the ``hidden_modules``; it stores no outputs; the graded cells and their points are exactly
+    ``test_cells`` and ``written_cells``; a hidden test cell (``*_hidden``) builds its inputs in ``def cases_...``
+    functions for ``check_cases`` unless it is one of the ``outcome_cells`` (a judge measures the outcome); a visible
+    one uses ``check`` only; no test cell shadows a ``student_functions`` name; a hidden module is imported only
+    inside a function of a hidden test (which runs in the grader), or in an ungraded demo cell that survives its
+    absence (``except ImportError``), never by a solution cell.
+    """
+    import nbformat
+    from nbgrader.nbgraderformat import MetadataValidator
+
+    nb = nbformat.read(source, as_version=4)
+    nbformat.validate(nb)
+    MetadataValidator().validate_nb(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    assert nb.metadata.grading == {"hidden_modules": list(hidden_modules)}
+    assert not any(cell.get("outputs") or cell.get("execution_count") for cell in nb.cells
+                   if cell.cell_type == "code")
+    points, ids = {}, []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if "grade_id" in meta:
+            ids.append(meta["grade_id"])
+        if meta.get("grade"):
+            points[meta["grade_id"]] = meta["points"]
+        if meta.get("solution") and cell.cell_type == "code":
+            assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") == 1
+            assert not any(_is_hidden(module, hidden_modules) for module, _ in imports_of(ast.parse(cell.source)))
+        if cell.cell_type != "code" or meta.get("solution"):
+            continue
+        tree = ast.parse(cell.source)
+        if meta.get("grade"):
+            assert meta["locked"] and not meta["solution"]
+            hidden = "### BEGIN HIDDEN TESTS" in cell.source
+            assert hidden == meta["grade_id"].endswith("_hidden")
+            if hidden and meta["grade_id"] not in outcome_cells:
+                assert "check_cases(" in cell.source and "def cases_" in cell.source
+            if not hidden:
+                assert "check(" in cell.source and "check_cases(" not in cell.source
+            assert not top_level_names(tree) & set(student_functions), meta["grade_id"]
+        if meta:  # set-up and test cells run in the seal, where the hidden modules are not importable: only inside a
+            # function (a case builder, a reference, a judge), which runs in the grader
+            top = {id(node) for node in tree.body}
+            for module, node in imports_of(tree):
+                if _is_hidden(module, hidden_modules):
+                    assert id(node) not in top, (meta.get("grade_id"), module)
+                    assert "### BEGIN HIDDEN TESTS" in cell.source, (meta.get("grade_id"), module)
+        else:  # the ungraded demo: the import of the reference module fails gracefully when graded
+            handlers = [node for node in ast.walk(tree) if isinstance(node, ast.Try)]
+            assert any(any(_is_hidden(module, hidden_modules) for module, _ in imports_of(ast.Module(node.body, [])))
+                       and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError" for h in node.handlers)
+                       for node in handlers)
+    assert len(ids) == len(set(ids))
+    assert points == {**test_cells, **written_cells}
+    for gid in written_cells:
+        cell = cell_by_id(read_nb(source), gid)
+        assert cell["cell_type"] == "markdown" and cell["metadata"]["nbgrader"]["solution"]

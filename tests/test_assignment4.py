@@ -15,7 +15,6 @@ check, the plausible-wrong answers get their partial scores), the judges' messag
 patterns accept exactly the grader's wording, and the documented threshold of Part C against a new measurement.
 """
 
-import ast
 import inspect
 import json
 import re
@@ -422,62 +421,9 @@ def test_feedback_shows_scores_and_messages_but_no_hidden_test(batch):
 # --------------------------------------------------------------------------------------------------
 
 
-def _is_hidden(module):
-    return any(module == hidden or module.startswith(hidden + ".") for hidden in HIDDEN_MODULES)
-
-
 def test_source_notebook_is_a_valid_nbgrader_assignment():
-    import nbformat
-    from nbgrader.nbgraderformat import MetadataValidator
-
-    nb = nbformat.read(SOURCE, as_version=4)
-    nbformat.validate(nb)
-    MetadataValidator().validate_nb(nb)
-    assert nb.metadata.kernelspec.name == "python3"
-    assert nb.metadata.grading == {"hidden_modules": HIDDEN_MODULES}
-    assert not any(cell.get("outputs") or cell.get("execution_count") for cell in nb.cells
-                   if cell.cell_type == "code")
-    points, ids = {}, []
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if "grade_id" in meta:
-            ids.append(meta["grade_id"])
-        if meta.get("grade"):
-            points[meta["grade_id"]] = meta["points"]
-        if meta.get("solution") and cell.cell_type == "code":
-            assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") == 1
-            # a student's cell may import poisoning.sanitization, never a hidden module
-            assert not any(_is_hidden(module) for module, _ in helpers.imports_of(ast.parse(cell.source)))
-        if cell.cell_type != "code" or meta.get("solution"):
-            continue
-        tree = ast.parse(cell.source)
-        if meta.get("grade"):
-            assert meta["locked"] and not meta["solution"]
-            hidden = "### BEGIN HIDDEN TESTS" in cell.source
-            assert hidden == meta["grade_id"].endswith("_hidden")
-            if hidden and meta["grade_id"] != "test_part_c_hidden":
-                assert "check_cases(" in cell.source and "def cases_" in cell.source
-            if not hidden:
-                assert "check(" in cell.source and "check_cases(" not in cell.source
-            # nothing may shadow a student's function
-            assert not helpers.top_level_names(tree) & set(STUDENT_FUNCTIONS), meta["grade_id"]
-        if meta:  # the set-up and test cells run in the seal, where the reference modules are not importable: they
-            # may only be imported inside a function (a case builder, a reference, a judge), which runs in the grader
-            top = {id(node) for node in tree.body}
-            for module, node in helpers.imports_of(tree):
-                if _is_hidden(module):
-                    assert id(node) not in top, (meta.get("grade_id"), module)
-                    assert "### BEGIN HIDDEN TESTS" in cell.source, (meta.get("grade_id"), module)
-        else:  # the ungraded demo: the import of the reference module fails gracefully when graded
-            handlers = [node for node in ast.walk(tree) if isinstance(node, ast.Try)]
-            assert any(any(_is_hidden(module) for module, _ in helpers.imports_of(ast.Module(node.body, [])))
-                       and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError" for h in node.handlers)
-                       for node in handlers)
-    assert len(ids) == len(set(ids))
-    assert points == {**TEST_CELLS, **WRITTEN_CELLS}
-    for gid in WRITTEN_CELLS:
-        cell = cell_by_id(json.loads(SOURCE.read_text()), gid)
-        assert cell["cell_type"] == "markdown" and cell["metadata"]["nbgrader"]["solution"]
+    helpers.check_source_notebook(SOURCE, HIDDEN_MODULES, TEST_CELLS, WRITTEN_CELLS, STUDENT_FUNCTIONS,
+                                  outcome_cells=["test_part_c_hidden"])
     # the book prints no projection and no update code: Parts A and B cannot be answered by copying the chapter
     chapter = (ROOT / "chapters" / "07_influence_attack.md").read_text()
     for gid in ("part_a_solution", "part_b_solution"):

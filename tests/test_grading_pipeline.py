@@ -456,3 +456,17 @@ def test_a_judge_can_report_what_it_measured():
     record = {"cell": "t", "group": 0, "call": 0}
     assert plan.verdicts([{**record, "value": encode(4)}])["t"] == (True, "all 1 check pass; measured 4")
     assert plan.verdicts([{**record, "value": encode(2)}])["t"] == (False, "f(5): 2 is below 3")
+
+
+def test_a_tuple_of_arrays_is_compared_item_by_item():
+    from grading.checks import compare
+
+    X, y = np.arange(6.0).reshape(3, 2), np.array([0, 1, 1])
+    assert compare((X.copy(), y.copy()), (X, y), 1e-9, 0.0) is None
+    assert compare([X.copy(), y.copy()], (X, y), 1e-9, 0.0) is None  # a list is fine too
+    assert compare((X + 1e-3, y), (X, y), 1e-9, 0.0).startswith("item 0 of the tuple: values differ")
+    assert compare((X, y[:2]), (X, y), 1e-9, 0.0) == "item 1 of the tuple: expected shape (3,), got shape (2,)"
+    assert compare(X, (X, y), 1e-9, 0.0) == "expected a tuple of 2 items, got array of shape (3, 2)"
+    assert compare((X, y, y), (X, y), 1e-9, 0.0).startswith("expected a tuple of 2 items")
+    # a tuple of plain numbers is still one array of numbers
+    assert compare(np.array([1.0, 2.0]), (1.0, 2.0), 1e-9, 0.0) is None

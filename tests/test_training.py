@@ -192,3 +192,40 @@ def test_progress_bar_shows_the_description(digits, capsys):
     train(make_mlp(64, 10, hidden=(8,)), X, y, epochs=2, device="cpu", progress=True, desc="random labels")
     err = capsys.readouterr().err
     assert "random labels" in err and "train err" in err
+
+
+def test_make_cnn_layers_shapes_and_seeding():
+    import torch
+
+    from poisoning.training import cnn_layer_index, make_cnn
+
+    model = make_cnn(n_classes=3, image_shape=(8, 12), channels=(2, 4), n_features=5, random_state=0)
+    X = torch.rand(7, 8 * 12)
+    assert model(X).shape == (7, 3)
+    features = model[:cnn_layer_index(model, "relu_features") + 1]
+    assert features(X).shape == (7, 5) and torch.all(features(X) >= 0)
+    # the second convolution sees the image after one 2 x 2 pooling
+    assert model[:cnn_layer_index(model, "relu2") + 1](X).shape == (7, 4, 4, 6)
+    # the head is a linear layer on the features
+    torch.testing.assert_close(model.head(features(X)), model(X))
+    same = make_cnn(n_classes=3, image_shape=(8, 12), channels=(2, 4), n_features=5, random_state=0)
+    other = make_cnn(n_classes=3, image_shape=(8, 12), channels=(2, 4), n_features=5, random_state=1)
+    assert torch.equal(same.conv1.weight, model.conv1.weight)
+    assert not torch.equal(other.conv1.weight, model.conv1.weight)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        make_cnn(image_shape=(28, 30))
+    with pytest.raises(ValueError, match="positive integers"):
+        make_cnn(n_features=0)
+    with pytest.raises(ValueError, match="no layer 'conv3'"):
+        cnn_layer_index(model, "conv3")
+
+
+def test_a_cnn_trains_with_the_training_loop():
+    from poisoning.data import load_digits
+    from poisoning.training import make_cnn
+
+    X, y = load_digits([0, 1])
+    model = make_cnn(n_classes=2, image_shape=(8, 8), channels=(4, 8), n_features=16, random_state=0)
+    history = train(model, X, y, epochs=3, batch_size=32, optimizer="adam", lr=1e-2, progress=False)
+    assert history.train_error[-1] < 0.05  # 0 vs 1 is easy: the CNN learns it in three epochs
+    assert error_rate(model, X, y) == history.train_error[-1]

@@ -177,8 +177,10 @@ def _keys(mapping):
 def compare(got, expected, rtol, atol):
     """``None`` when ``got`` matches ``expected``, else a short description of the difference.
 
-    ``nan`` matches ``nan``; a ``dict`` matches when it has the same keys and every value matches; a boolean
-    array must be a boolean array with the same entries; a float must be a single number (not a bool).
+    ``nan`` matches ``nan``; a ``dict`` matches when it has the same keys and every value matches; a tuple that
+    holds arrays, tuples or dicts (e.g. ``(X, y)``) matches a tuple or list of the same length whose items match
+    one by one; a boolean array must be a boolean array with the same entries; a float must be a single number
+    (not a bool).
     """
     if isinstance(expected, dict):
         if not isinstance(got, dict):
@@ -189,6 +191,14 @@ def compare(got, expected, rtol, atol):
             problem = compare(got[key], value, rtol, atol)
             if problem:
                 return f"[{key!r}]: {problem}"
+        return None
+    if isinstance(expected, tuple) and any(isinstance(item, (np.ndarray, tuple, list, dict)) for item in expected):
+        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+            return f"expected a tuple of {len(expected)} items, got {describe(got)}"
+        for position, (got_item, expected_item) in enumerate(zip(got, expected)):
+            problem = compare(got_item, expected_item, rtol, atol)
+            if problem:
+                return f"item {position} of the tuple: {problem}"
         return None
     if isinstance(expected, np.ndarray) and expected.dtype == bool:
         if not isinstance(got, np.ndarray) or got.dtype != bool:

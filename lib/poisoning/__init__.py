@@ -11,11 +11,14 @@ module                                    chapter
 :mod:`poisoning.mean_estimation`          "Poisoning the mean"
 :mod:`poisoning.svm_attack`               "Poisoning a linear SVM"
 :mod:`poisoning.random_data`              "Learning from random data"
-:mod:`poisoning.training`                 "Learning from random data" (reused by later chapters)
+:mod:`poisoning.training`                 "Learning from random data" (reused by later chapters; the CNN of
+                                          Part III from "Feature collisions")
 :mod:`poisoning.sanitization`             "Data sanitization defences"
 :mod:`poisoning.influence`                "Influence functions" (Part II)
 :mod:`poisoning.feasible_set`             "The influence attack" (Part II)
 :mod:`poisoning.influence_attack`         "The influence attack" (Part II)
+:mod:`poisoning.feature_collision`        "Feature collisions: poison frogs" (Part III)
+:mod:`poisoning.backdoor`                 "Backdoors" (Part III)
 ========================================  ==========================================
 
 The grading of the assignments (checks, autograding, ``course``) lives in the separate package ``grading``.

@@ -1,7 +1,8 @@
 """A small, reusable torch training helper: an MLP builder, a seeded training loop and its history.
 
 Defined in chapter "Learning from random data" (``chapters/04_random_labels.md``); the later chapters that
-train networks (backdoors among them) reuse it.
+train networks reuse it. :func:`make_cnn`, the small convolutional network of Part III, is defined in chapter
+"Feature collisions" (``chapters/08_feature_collisions.md``) and reused by "Backdoors".
 
 :func:`train` minimises the average cross-entropy :math:`\\frac1n \\sum_i -\\log \\mathrm{softmax}(f(x_i;
 \\theta))_{y_i}` by mini-batch SGD (or Adam) on numpy arrays ``X`` (shape ``(n, d)``) and integer labels ``y`` in
@@ -23,7 +24,7 @@ from torch import nn
 
 from poisoning.device import get_device
 
-__all__ = ["make_mlp", "train", "predict", "error_rate", "TrainingHistory"]
+__all__ = ["make_mlp", "make_cnn", "cnn_layer_index", "train", "predict", "error_rate", "TrainingHistory"]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
 
@@ -59,6 +60,60 @@ def make_mlp(n_inputs: int, n_classes: int, hidden: Sequence[int] = (512,), acti
             if i < len(sizes) - 2:
                 layers.append(_ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
+
+
+def make_cnn(n_classes: int = 10, image_shape: tuple[int, int] = (28, 28), channels: Sequence[int] = (8, 16),
+             n_features: int = 64, random_state: int | None = None) -> nn.Sequential:
+    """A small convolutional network for grey images given as flat rows (shape ``(n, height * width)``), so that
+    :func:`train`, :func:`predict` and :func:`error_rate` take it like an MLP.
+
+    Layers, by name (``model.conv2`` is the second convolution; :func:`cnn_layer_index` gives a layer's position
+    for slicing)::
+
+        unflatten  (n, H*W) -> (n, 1, H, W)
+        conv1      5x5 convolution, channels[0] maps, padding 2;  relu1;  pool1 (2x2 max pooling)
+        conv2      5x5 convolution, channels[1] maps, padding 2;  relu2;  pool2 (2x2 max pooling)
+        flatten
+        features   linear layer to n_features units;  relu_features
+        head       linear layer to n_classes logits
+
+    ``model[:cnn_layer_index(model, "relu_features") + 1]`` is the feature extractor :math:`h(x)` of the
+    feature-collision chapter (the input of the linear head); ``model[:cnn_layer_index(model, "relu2") + 1]``
+    gives the activations of the last convolutional layer (the backdoor chapter). ``height`` and ``width`` must be
+    divisible by 4. Weights are initialised from ``random_state`` without touching torch's global random state.
+    """
+    from collections import OrderedDict
+
+    if len(image_shape) != 2 or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 4 or s % 4
+                                    for s in image_shape):
+        raise ValueError(f"image_shape must be (height, width), both positive multiples of 4, got {image_shape!r}")
+    if len(channels) != 2:
+        raise ValueError(f"channels must give the number of maps of the two convolutions, got {channels!r}")
+    sizes = [n_classes, n_features, *channels]
+    if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
+        raise ValueError(f"n_classes, n_features and channels must be positive integers, got n_classes="
+                         f"{n_classes!r}, n_features={n_features!r}, channels={channels!r}")
+    height, width = (int(s) for s in image_shape)
+    c1, c2 = (int(c) for c in channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_check_seed(random_state))
+        layers = OrderedDict([
+            ("unflatten", nn.Unflatten(1, (1, height, width))),
+            ("conv1", nn.Conv2d(1, c1, kernel_size=5, padding=2)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+            ("conv2", nn.Conv2d(c1, c2, kernel_size=5, padding=2)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+            ("flatten", nn.Flatten()),
+            ("features", nn.Linear(c2 * (height // 4) * (width // 4), int(n_features))), ("relu_features", nn.ReLU()),
+            ("head", nn.Linear(int(n_features), int(n_classes))),
+        ])
+    return nn.Sequential(layers)
+
+
+def cnn_layer_index(model: nn.Sequential, name: str) -> int:
+    """The position of the layer called ``name`` in a :func:`make_cnn` network (for slicing: ``model[:i + 1]``)."""
+    names = [n for n, _ in model.named_children()]
+    if name not in names:
+        raise ValueError(f"the model has no layer {name!r}; its layers are {names}")
+    return names.index(name)
 
 
 @dataclass
