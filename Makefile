@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"; fi
-	$(BIN)/python -m pip install --quiet -e ".[book,course,test]"
+	$(BIN)/python -m pip install --quiet -e ".[book,course,cluster,test]"
 	@touch $(STAMP)
 
 book: $(STAMP)

@@ -19,6 +19,7 @@ module                                    chapter
 :mod:`poisoning.influence_attack`         "The influence attack" (Part II)
 :mod:`poisoning.feature_collision`        "Feature collisions: poison frogs" (Part III)
 :mod:`poisoning.backdoor`                 "Backdoors" (Part III)
+:mod:`poisoning.certified`                "Certified defences" (Part IV)
 ========================================  ==========================================
 
 The grading of the assignments (checks, autograding, ``course``) lives in the separate package ``grading``.
