@@ -196,7 +196,7 @@ def test_verdicts_in_the_autograded_notebooks(batch):
     assert float(match[1]) >= 90 and float(match[3]) - float(match[2]) <= 2
     assert "below the threshold 80%" in outputs(root, "fewpoisons", "test_part_d_hidden")
     # the aliases fail because the module is not there, not because of their arithmetic
-    assert "No module named 'poisoning.backdoor'" in outputs(root, "alias", "part_a_solution")
+    assert "poisoning.backdoor is not available while assignment5 is graded" in outputs(root, "alias", "part_a_solution")
     assert "name 'stamp_patch' is not defined" in outputs(root, "alias", "test_part_a_visible")
     # no hidden test, reference or threshold leaks into the feedback of a failed hidden cell
     for gid in ("test_part_a_hidden", "test_part_b_hidden"):
