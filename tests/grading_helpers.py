@@ -271,15 +271,17 @@ def _is_hidden(module, hidden_modules):
     return any(module == hidden or module.startswith(hidden + ".") for hidden in hidden_modules)
 
 
-def check_source_notebook(source, hidden_modules, test_cells, written_cells, student_functions, outcome_cells=()):
+def check_source_notebook(source, hidden_modules, test_cells, written_cells, student_functions, outcome_cells=(),
+                          hidden_cells_contain=()):
     """Assert that ``source`` is a valid nbgrader source notebook of the course's kind.
 
     Its metadata names the ``hidden_modules``; it stores no outputs; the graded cells and their points are exactly
     ``test_cells`` and ``written_cells``; a hidden test cell (``*_hidden``) builds its inputs in ``def cases_...``
     functions for ``check_cases`` unless it is one of the ``outcome_cells`` (a judge measures the outcome); a visible
-    one uses ``check`` only; no test cell shadows a ``student_functions`` name; a hidden module is imported only
-    inside a function of a hidden test (which runs in the grader), or in an ungraded demo cell that survives its
-    absence (``except ImportError``), never by a solution cell.
+    one uses ``check`` only; every hidden one contains each of ``hidden_cells_contain`` (e.g. ``"judge="``); no
+    test cell shadows a ``student_functions`` name; a hidden module is imported only inside a function of a hidden
+    test (which runs in the grader), or in an ungraded demo cell that survives its absence (``except ImportError``),
+    never by a solution cell.
     """
     import nbformat
     from nbgrader.nbgraderformat import MetadataValidator
@@ -299,7 +301,7 @@ def check_source_notebook(source, hidden_modules, test_cells, written_cells, stu
         if meta.get("grade"):
             points[meta["grade_id"]] = meta["points"]
         if meta.get("solution") and cell.cell_type == "code":
-            assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") == 1
+            assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") >= 1
             assert not any(_is_hidden(module, hidden_modules) for module, _ in imports_of(ast.parse(cell.source)))
         if cell.cell_type != "code" or meta.get("solution"):
             continue
@@ -310,6 +312,8 @@ def check_source_notebook(source, hidden_modules, test_cells, written_cells, stu
             assert hidden == meta["grade_id"].endswith("_hidden")
             if hidden and meta["grade_id"] not in outcome_cells:
                 assert "check_cases(" in cell.source and "def cases_" in cell.source
+            if hidden:
+                assert all(text in cell.source for text in hidden_cells_contain), meta["grade_id"]
             if not hidden:
                 assert "check(" in cell.source and "check_cases(" not in cell.source
             assert not top_level_names(tree) & set(student_functions), meta["grade_id"]
@@ -320,7 +324,8 @@ def check_source_notebook(source, hidden_modules, test_cells, written_cells, stu
                 if _is_hidden(module, hidden_modules):
                     assert id(node) not in top, (meta.get("grade_id"), module)
                     assert "### BEGIN HIDDEN TESTS" in cell.source, (meta.get("grade_id"), module)
-        else:  # the ungraded demo: the import of the reference module fails gracefully when graded
+        elif any(module in cell.source for module in hidden_modules):
+            # an ungraded demo that uses a reference module: its import fails gracefully when graded
             handlers = [node for node in ast.walk(tree) if isinstance(node, ast.Try)]
             assert any(any(_is_hidden(module, hidden_modules) for module, _ in imports_of(ast.Module(node.body, [])))
                        and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError" for h in node.handlers)
@@ -330,3 +335,53 @@ def check_source_notebook(source, hidden_modules, test_cells, written_cells, stu
     for gid in written_cells:
         cell = cell_by_id(read_nb(source), gid)
         assert cell["cell_type"] == "markdown" and cell["metadata"]["nbgrader"]["solution"]
+
+
+# --------------------------------------------------------------------------------------------------
+# the checks every assignment's pipeline test makes
+# --------------------------------------------------------------------------------------------------
+def check_release(root, assignment, source, solution_cells, written_cells, function_names, hidden_modules,
+                  fragments, min_secret_lines):
+    """The student version released into ``root`` leaks nothing of ``source`` (see :func:`check_student_version`)
+    and none of the ``fragments`` (references, hidden inputs, thresholds, model answers); its hidden-test cells are
+    still there, with their first comment only; its metadata names the ``hidden_modules``. Returns its text."""
+    student_nb = read_nb(Path(root) / "release" / assignment / f"{assignment}.ipynb")
+    text = check_student_version(read_nb(source), student_nb, solution_cells, written_cells, function_names,
+                                 min_secret_lines)
+    for fragment in fragments:
+        assert fragment not in text, fragment
+    hidden = [cell for cell in student_nb["cells"]
+              if cell["metadata"].get("nbgrader", {}).get("grade_id", "").endswith("_hidden")]
+    assert hidden and all(source_of(cell).strip().count("\n") == 0 for cell in hidden)
+    assert student_nb["metadata"]["grading"] == {"hidden_modules": list(hidden_modules)}
+    return text
+
+
+def check_validate(root, assignment, n_visible, n_written):
+    """What Validate says: nothing for the instructor's notebook; for the student version, the ``n_visible`` visible
+    test cells fail with ``NotImplementedError`` and the ``n_written`` written answers are missing."""
+    source_result, failed_code, failed_written = validate_source_and_release(root, assignment)
+    assert source_result == {}
+    assert len(failed_code) == n_visible  # the hidden tests are not in the student version
+    assert all("NotImplementedError" in cell["raw_error"] for cell in failed_code)
+    assert failed_written == n_written
+
+
+def check_batch_scores(batch, assignment, failed_cells, test_cells):
+    """Every student of the autograded ``batch`` (``(root, result, seconds)``) has exactly the points of the test
+    cells not in its ``failed_cells`` entry, cell by cell, in the gradebook."""
+    root, result, seconds = batch
+    print(f"autograde of {len(failed_cells)} students: {seconds:.0f} s\n{result.stdout}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for student, failed in failed_cells.items():
+        score, cells = gradebook_scores(root, assignment, student)
+        expected = {gid: 0 if gid in failed else points for gid, points in test_cells.items()}
+        assert score == sum(expected.values()), f"{student}: {score} != {sum(expected.values())}\n{result.stdout}"
+        assert {gid: cells[gid] for gid in test_cells} == expected, student
+
+
+def cell_outputs(root, assignment, student, gid):
+    """The text of the outputs of one cell of a student's autograded notebook."""
+    nb = read_nb(Path(root) / "autograded" / student / assignment / f"{assignment}.ipynb")
+    return "".join(source_of({"source": o.get("text", "")}) + o.get("evalue", "") + "".join(o.get("traceback", []))
+                   for o in cell_by_id(nb, gid).get("outputs", []))

@@ -11,9 +11,7 @@ grader records from the source notebook: the visible expectations agree with the
 every check, and the plausible-wrong answers get their partial scores from the grader's verdicts.
 """
 
-import ast
 import inspect
-import json
 import textwrap
 
 import grading_helpers as helpers
@@ -279,57 +277,7 @@ def test_feedback_shows_scores_and_messages_but_no_hidden_test(batch):
 
 
 def test_source_notebook_is_a_valid_nbgrader_assignment():
-    import nbformat
-    from nbgrader.nbgraderformat import MetadataValidator
-
-    nb = nbformat.read(SOURCE, as_version=4)
-    nbformat.validate(nb)
-    MetadataValidator().validate_nb(nb)
-    assert nb.metadata.kernelspec.name == "python3"
-    assert nb.metadata.grading == {"hidden_modules": [HIDDEN_MODULE]}
-    assert not any(cell.get("outputs") or cell.get("execution_count") for cell in nb.cells
-                   if cell.cell_type == "code")
-    points, ids = {}, []
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if "grade_id" in meta:
-            ids.append(meta["grade_id"])
-        if meta.get("grade"):
-            points[meta["grade_id"]] = meta["points"]
-        if meta.get("solution") and cell.cell_type == "code":
-            assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") >= 1
-        if cell.cell_type != "code" or meta.get("solution"):
-            continue
-        tree = ast.parse(cell.source)
-        assert "poisoning.course" not in cell.source and "student_call" not in cell.source
-        if meta.get("grade"):
-            assert meta["locked"] and not meta["solution"]
-            hidden = "### BEGIN HIDDEN TESTS" in cell.source
-            assert hidden == meta["grade_id"].endswith("_hidden")
-            if hidden:
-                assert "check_cases(" in cell.source and "def cases_" in cell.source
-            else:
-                assert "check(" in cell.source and "check_cases(" not in cell.source
-            # nothing may shadow a student's function (e.g. importing removal_rates from the library)
-            assert not helpers.top_level_names(tree) & set(STUDENT_FUNCTIONS), meta["grade_id"]
-        if meta:  # the set-up and test cells run in the seal, where the reference module is not importable:
-            # it may only be imported inside a function (a case builder or a reference), which runs in the grader
-            top = {id(node) for node in tree.body}
-            for module, node in helpers.imports_of(tree):
-                if module.startswith(HIDDEN_MODULE):
-                    assert id(node) not in top, (meta.get("grade_id"), module)
-                    assert "### BEGIN HIDDEN TESTS" in cell.source, (meta.get("grade_id"), module)
-        else:  # the ungraded demo: the import of the reference module fails gracefully when graded
-            if HIDDEN_MODULE in cell.source:
-                handlers = [node for node in ast.walk(tree) if isinstance(node, ast.Try)]
-                assert any(any(module == HIDDEN_MODULE for module, _ in helpers.imports_of(ast.Module(node.body, [])))
-                           and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError"
-                                   for h in node.handlers) for node in handlers)
-    assert len(ids) == len(set(ids))
-    assert points == {**TEST_CELLS, **WRITTEN_CELLS}
-    for gid in WRITTEN_CELLS:
-        cell = cell_by_id(json.loads(SOURCE.read_text()), gid)
-        assert cell["cell_type"] == "markdown" and cell["metadata"]["nbgrader"]["solution"]
+    helpers.check_source_notebook(SOURCE, [HIDDEN_MODULE], TEST_CELLS, WRITTEN_CELLS, STUDENT_FUNCTIONS)
 
 
 @pytest.fixture(scope="module")

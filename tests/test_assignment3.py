@@ -14,9 +14,7 @@ the gradient, leave-one-out retraining, retraining after moving a training point
 answers get their partial scores from the grader's verdicts.
 """
 
-import ast
 import inspect
-import json
 import textwrap
 import time
 import warnings
@@ -55,10 +53,6 @@ PRELUDE = "import numpy as np\nfrom scipy.special import expit\n"  # what the se
 def solution_code():
     """The solution of each solution cell, as a student would type it (no markers)."""
     return helpers.solution_code(SOURCE, SOLUTION_CELLS)
-
-
-def gradebook_scores(root, student):
-    return helpers.gradebook_scores(root, ASSIGNMENT, student)
 
 
 ALIAS = {  # every part through the reference module: imported at the top of the cell, or inside the function
@@ -171,46 +165,27 @@ def batch(released):
 
 
 def outputs(root, student, gid):
-    """The text of the outputs of one cell of a student's autograded notebook."""
-    nb = read_nb(root / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    return "".join(source_of({"source": o.get("text", "")}) + o.get("evalue", "") + "".join(o.get("traceback", []))
-                   for o in cell_by_id(nb, gid).get("outputs", []))
+    return helpers.cell_outputs(root, ASSIGNMENT, student, gid)
 
 
 @pytest.mark.slow
 def test_release_contains_no_solution_and_no_hidden_test(released):
-    student_nb = read_nb(released / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    text = helpers.check_student_version(read_nb(SOURCE), student_nb, SOLUTION_CELLS, WRITTEN_CELLS,
-                                         STUDENT_FUNCTIONS, min_secret_lines=60)
     # what the hidden tests compare with, the ground truth, and the model answer appear nowhere in the student version
-    for fragment in ("check_cases", "_reference_", "leave_one_out(model, X, y", "fit_theta", "finite_differences_a",
-                     "def cases_", "3141", "1729", "np.linalg.solve(logistic_hessian", "implicit function theorem"):
-        assert fragment not in text, fragment
-    # the hidden-test cells are still there (graded), with their first comment only
-    for gid in TEST_CELLS:
-        if gid.endswith("_hidden"):
-            assert source_of(cell_by_id(student_nb, gid)).strip().count("\n") == 0
-    assert student_nb["metadata"]["grading"] == {"hidden_modules": HIDDEN_MODULES}
+    helpers.check_release(released, ASSIGNMENT, SOURCE, SOLUTION_CELLS, WRITTEN_CELLS, STUDENT_FUNCTIONS,
+                          HIDDEN_MODULES, min_secret_lines=60, fragments=(
+                              "check_cases", "_reference_", "leave_one_out(model, X, y", "fit_theta",
+                              "finite_differences_a", "def cases_", "3141", "1729",
+                              "np.linalg.solve(logistic_hessian", "implicit function theorem"))
 
 
 @pytest.mark.slow
 def test_nbgrader_validate_passes_the_solution_and_fails_the_student_version(released):
-    source_result, failed_code, failed_written = helpers.validate_source_and_release(released, ASSIGNMENT)
-    assert source_result == {}
-    assert len(failed_code) == 3  # the visible tests; the hidden ones are not in the student version
-    assert all("NotImplementedError" in cell["raw_error"] for cell in failed_code)
-    assert failed_written == 1  # the unanswered written question
+    helpers.check_validate(released, ASSIGNMENT, n_visible=3, n_written=1)
 
 
 @pytest.mark.slow
 def test_batch_scores_in_the_gradebook(batch):
-    root, result, seconds = batch
-    print(f"autograde of {len(EXPECTED)} students: {seconds:.0f} s\n{result.stdout}")
-    for student, failed in FAILED_CELLS.items():
-        score, cells = gradebook_scores(root, student)
-        assert score == EXPECTED[student], f"{student}: {score} != {EXPECTED[student]}\n{result.stdout}"
-        expected_cells = {gid: 0 if gid in failed else points for gid, points in TEST_CELLS.items()}
-        assert {gid: cells[gid] for gid in TEST_CELLS} == expected_cells, student
+    helpers.check_batch_scores(batch, ASSIGNMENT, FAILED_CELLS, TEST_CELLS)
 
 
 @pytest.mark.slow
@@ -294,63 +269,10 @@ def test_feedback_shows_scores_and_messages_but_no_hidden_test(batch):
 # --------------------------------------------------------------------------------------------------
 
 
-def _is_hidden(module):
-    return any(module == hidden or module.startswith(hidden + ".") for hidden in HIDDEN_MODULES)
-
-
 def test_source_notebook_is_a_valid_nbgrader_assignment():
-    import nbformat
-    from nbgrader.nbgraderformat import MetadataValidator
-
-    nb = nbformat.read(SOURCE, as_version=4)
-    nbformat.validate(nb)
-    MetadataValidator().validate_nb(nb)
-    assert nb.metadata.kernelspec.name == "python3"
-    assert nb.metadata.grading == {"hidden_modules": HIDDEN_MODULES}
-    assert not any(cell.get("outputs") or cell.get("execution_count") for cell in nb.cells
-                   if cell.cell_type == "code")
-    points, ids = {}, []
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if "grade_id" in meta:
-            ids.append(meta["grade_id"])
-        if meta.get("grade"):
-            points[meta["grade_id"]] = meta["points"]
-        if meta.get("solution") and cell.cell_type == "code":
-            assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") >= 1
-        if cell.cell_type != "code" or meta.get("solution"):
-            continue
-        tree = ast.parse(cell.source)
-        if meta.get("grade"):
-            assert meta["locked"] and not meta["solution"]
-            hidden = "### BEGIN HIDDEN TESTS" in cell.source
-            assert hidden == meta["grade_id"].endswith("_hidden")
-            if hidden:
-                assert "check_cases(" in cell.source and "def cases_" in cell.source
-                assert "judge=" in cell.source  # and a judge against the ground truth
-            else:
-                assert "check(" in cell.source and "check_cases(" not in cell.source
-            # nothing may shadow a student's function (e.g. importing influence_on_params from the library)
-            assert not helpers.top_level_names(tree) & set(STUDENT_FUNCTIONS), meta["grade_id"]
-        if meta:  # the set-up and test cells run in the seal, where the reference modules are not importable:
-            # they may only be imported inside a function (a case builder, a reference or a judge), which runs in
-            # the grader
-            top = {id(node) for node in tree.body}
-            for module, node in helpers.imports_of(tree):
-                if _is_hidden(module):
-                    assert id(node) not in top, (meta.get("grade_id"), module)
-                    assert "### BEGIN HIDDEN TESTS" in cell.source, (meta.get("grade_id"), module)
-        else:  # the ungraded demo: the import of the reference module fails gracefully when graded
-            if "poisoning.influence" in cell.source:
-                handlers = [node for node in ast.walk(tree) if isinstance(node, ast.Try)]
-                assert any(any(_is_hidden(module) for module, _ in helpers.imports_of(ast.Module(node.body, [])))
-                           and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError"
-                                   for h in node.handlers) for node in handlers)
-    assert len(ids) == len(set(ids))
-    assert points == {**TEST_CELLS, **WRITTEN_CELLS}
-    for gid in WRITTEN_CELLS:
-        cell = cell_by_id(json.loads(SOURCE.read_text()), gid)
-        assert cell["cell_type"] == "markdown" and cell["metadata"]["nbgrader"]["solution"]
+    # every hidden test also checks a judge against the ground truth
+    helpers.check_source_notebook(SOURCE, HIDDEN_MODULES, TEST_CELLS, WRITTEN_CELLS, STUDENT_FUNCTIONS,
+                                  hidden_cells_contain=["judge="])
 
 
 @pytest.fixture(scope="module")

@@ -58,10 +58,6 @@ def solution_code():
     return helpers.solution_code(SOURCE, SOLUTION_CELLS)
 
 
-def gradebook_scores(root, student):
-    return helpers.gradebook_scores(root, ASSIGNMENT, student)
-
-
 ALIAS = {  # every part through the reference modules: imported at the top of the cell, or inside the function
     "part_a_solution": textwrap.dedent("""\
         from poisoning.feasible_set import SphereSlabFeasibleSet
@@ -198,37 +194,23 @@ def batch(released):
 
 
 def outputs(root, student, gid):
-    """The text of the outputs of one cell of a student's autograded notebook."""
-    nb = read_nb(root / "autograded" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    return "".join(source_of({"source": o.get("text", "")}) + o.get("evalue", "") + "".join(o.get("traceback", []))
-                   for o in cell_by_id(nb, gid).get("outputs", []))
+    return helpers.cell_outputs(root, ASSIGNMENT, student, gid)
 
 
 @pytest.mark.slow
 def test_release_contains_no_solution_and_no_hidden_test(released):
-    student_nb = read_nb(released / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    text = helpers.check_student_version(read_nb(SOURCE), student_nb, SOLUTION_CELLS, WRITTEN_CELLS,
-                                         STUDENT_FUNCTIONS, min_secret_lines=60)
     # the references, the hidden inputs, the threshold and how it was measured, the model answers: nowhere
-    for fragment in ("check_cases", "SphereSlabFeasibleSet(", "_reference_", "def cases_", "90210", "16180",
-                     "random_state=3", "THRESHOLD_C", "damage_under_the_loss_defence", "7.67%", "10.50%",
-                     "feasible_and_closest", "np.clip(Z, box[0], box[1])", "theta_all", "threadpool_limits(1):\n",
-                     "**feasible set** $\\mathcal F$"):
-        assert fragment not in text, fragment
-    # the hidden-test cells are still there (graded), with their first comment only
-    for gid in TEST_CELLS:
-        if gid.endswith("_hidden"):
-            assert source_of(cell_by_id(student_nb, gid)).strip().count("\n") == 0
-    assert student_nb["metadata"]["grading"] == {"hidden_modules": HIDDEN_MODULES}
+    helpers.check_release(released, ASSIGNMENT, SOURCE, SOLUTION_CELLS, WRITTEN_CELLS, STUDENT_FUNCTIONS,
+                          HIDDEN_MODULES, min_secret_lines=60, fragments=(
+                              "check_cases", "SphereSlabFeasibleSet(", "_reference_", "def cases_", "90210", "16180",
+                              "random_state=3", "THRESHOLD_C", "damage_under_the_loss_defence", "7.67%", "10.50%",
+                              "feasible_and_closest", "np.clip(Z, box[0], box[1])", "theta_all",
+                              "threadpool_limits(1):\n", "**feasible set** $\\mathcal F$"))
 
 
 @pytest.mark.slow
 def test_nbgrader_validate_passes_the_solution_and_fails_the_student_version(released):
-    source_result, failed_code, failed_written = helpers.validate_source_and_release(released, ASSIGNMENT)
-    assert source_result == {}
-    assert len(failed_code) == 3  # the visible tests; the hidden ones are not in the student version
-    assert all("NotImplementedError" in cell["raw_error"] for cell in failed_code)
-    assert failed_written == 1  # the unanswered written question
+    helpers.check_validate(released, ASSIGNMENT, n_visible=3, n_written=1)
 
 
 @pytest.mark.slow
@@ -247,13 +229,7 @@ def test_leaderboard_refuses_what_it_cannot_rank(tmp_path):
 
 @pytest.mark.slow
 def test_batch_scores_in_the_gradebook(batch):
-    root, result, seconds = batch
-    print(f"autograde of {len(EXPECTED)} students: {seconds:.0f} s\n{result.stdout}")
-    for student, failed in FAILED_CELLS.items():
-        score, cells = gradebook_scores(root, student)
-        assert score == EXPECTED[student], f"{student}: {score} != {EXPECTED[student]}\n{result.stdout}"
-        expected_cells = {gid: 0 if gid in failed else points for gid, points in TEST_CELLS.items()}
-        assert {gid: cells[gid] for gid in TEST_CELLS} == expected_cells, student
+    helpers.check_batch_scores(batch, ASSIGNMENT, FAILED_CELLS, TEST_CELLS)
 
 
 @pytest.mark.slow

@@ -100,33 +100,20 @@ def batch(released):
 
 @pytest.mark.slow
 def test_release_contains_no_solution_and_no_hidden_test(released):
-    student_nb = read_nb(released / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    text = helpers.check_student_version(read_nb(SOURCE), student_nb, SOLUTION_CELLS, WRITTEN_CELLS,
-                                         STUDENT_FUNCTIONS, min_secret_lines=40)
-    for fragment in ("check_cases", "def cases_", "14142", "17320", "22360", "fa_shifts", "np.cumsum(",
-                     "half the vote margin"):
-        assert fragment not in text, fragment
-    assert student_nb["metadata"]["grading"] == {"hidden_modules": HIDDEN_MODULES}
+    helpers.check_release(released, ASSIGNMENT, SOURCE, SOLUTION_CELLS, WRITTEN_CELLS, STUDENT_FUNCTIONS,
+                          HIDDEN_MODULES, min_secret_lines=40, fragments=(
+                              "check_cases", "def cases_", "14142", "17320", "22360", "fa_shifts", "np.cumsum(",
+                              "half the vote margin"))
 
 
 @pytest.mark.slow
 def test_nbgrader_validate_passes_the_solution_and_fails_the_student_version(released):
-    source_result, failed_code, failed_written = helpers.validate_source_and_release(released, ASSIGNMENT)
-    assert source_result == {}
-    assert len(failed_code) == 3 and all("NotImplementedError" in cell["raw_error"] for cell in failed_code)
-    assert failed_written == 1
+    helpers.check_validate(released, ASSIGNMENT, n_visible=3, n_written=1)
 
 
 @pytest.mark.slow
 def test_batch_scores_in_the_gradebook(batch):
-    root, result, seconds = batch
-    print(f"autograde of {len(EXPECTED)} students: {seconds:.0f} s\n{result.stdout}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    for student, failed in FAILED_CELLS.items():
-        score, cells = helpers.gradebook_scores(root, ASSIGNMENT, student)
-        assert score == EXPECTED[student], f"{student}: {score} != {EXPECTED[student]}\n{result.stdout}"
-        assert {gid: cells[gid] for gid in TEST_CELLS} == \
-            {gid: 0 if gid in failed else points for gid, points in TEST_CELLS.items()}, student
+    helpers.check_batch_scores(batch, ASSIGNMENT, FAILED_CELLS, TEST_CELLS)
 
 
 # --------------------------------------------------------------------------------------------------
