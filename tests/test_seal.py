@@ -17,6 +17,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -117,8 +118,11 @@ def test_the_seal_shows_nothing_of_the_course_and_the_host(tmp_path, monkeypatch
     if os.geteuid() == 0:  # the executor dropped root's privileges: an unprivileged uid of the seal's own
         assert out["uid"] == out["euid"] == UID_BASE + SLOT
     assert "GRADER_SECRET" not in out["env"] and out["home"] == "/home/student"
+    # the system's folders, and the top folders of the paths the seal binds read-only (the Python installation and
+    # the course's environment, wherever this machine keeps them); nothing else of the host's root
+    bound = {Path(path).resolve().parts[1] for path in (sys.prefix, sys.base_prefix, sys.executable, ROOT)}
     assert set(out["root"]) <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "proc", "dev", "tmp",
-                                "home", "run", "job", "root", "work", "opt", "srv", "var"}
+                                "home", "run", "job", "opt", "srv", "var"} | bound, (out["root"], bound)
     assert max(out["pids"]) < 100  # its own PID namespace: the host's processes are not there
     assert not any(out["visible"].values()), out["visible"]
     assert "poisoning.mean_estimation is not available while assignmentX is graded" in out["reference"]
@@ -244,7 +248,7 @@ def test_as_an_unprivileged_user_the_same_namespaces_and_limits_bind(monkeypatch
     options = seal_module._namespace_options()
     monkeypatch.undo()
     assert "--unshare-user" in options and "--disable-userns" in options and "--cap-add" not in options
-    probe = textwrap.dedent("""\
+    probe = f"COURSE = {str(ROOT)!r}\n" + textwrap.dedent("""\
         import os, resource, time
         resource.setrlimit(resource.RLIMIT_NPROC, (20, 20))
         forks = 0
@@ -259,7 +263,7 @@ def test_as_an_unprivileged_user_the_same_namespaces_and_limits_bind(monkeypatch
         import ctypes
         CLONE_NEWUSER = 0x10000000
         nested = "allowed" if ctypes.CDLL(None).unshare(CLONE_NEWUSER) == 0 else "refused"
-        print(os.getuid(), forks, nested, os.path.exists("/work"), flush=True)
+        print(os.getuid(), forks, nested, os.path.exists(COURSE), flush=True)
         """)
     done = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", bwrap, *options,
                            *seal_module._system_binds(), "--proc", "/proc", "--dev", "/dev",
