@@ -190,10 +190,11 @@ def content_hash(X, scale=255):
     r"""The content hash of every row of ``X``: :math:`\sum_j \operatorname{round}(s\, x_j)` as an ``int64``.
 
     For images in :math:`[0, 1]` the default :math:`s = 255` recovers the 8-bit pixel values, as the official DPA
-    and Finite Aggregation code does (``(x * 255).int()``). We round instead of truncating, so that a pixel stored
-    as :math:`0.2 = 51/255` in floating point counts as 51 and not 50. For scikit-learn's 8x8 digits scaled to
-    :math:`[0, 1]` by :func:`poisoning.data.load_digits`, ``scale=16`` gives back the original 0..16 values; any
-    fixed scale gives a valid content hash.
+    and Finite Aggregation code does (``(x * 255).int()``). We round instead of truncating: for values on the 8-bit
+    grid both agree, and a value off the grid (a digit of scikit-learn's 8x8 set, :math:`3/16 \cdot 255 = 47.8`, or
+    the result of arithmetic on an image) goes to the nearest integer rather than always down. For scikit-learn's
+    8x8 digits scaled to :math:`[0, 1]` by :func:`poisoning.data.load_digits`, ``scale=16`` gives back the original
+    0..16 values; any fixed scale gives a valid content hash.
     """
     scale = _check_scale(scale)
     X = _check_X(X)
