@@ -68,6 +68,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 
+from poisoning._validation import check_images as _check_images
+
 __all__ = [
     "Trigger",
     "patch_trigger",
@@ -91,15 +93,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 # input checks
 # --------------------------------------------------------------------------------------------------
-def _check_images(X, name="X"):
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must have shape (n, d), one flattened image per row, got shape {X.shape}")
-    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-        raise ValueError(f"{name} must hold numbers, got dtype {X.dtype}")
-    return X
-
-
 def _check_labels(y, n=None, name="y"):
     y = np.asarray(y)
     if y.ndim != 1:

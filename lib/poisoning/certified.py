@@ -94,6 +94,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from poisoning._validation import check_X as _check_X
+from poisoning._validation import check_Xy as _check_Xy
+
 __all__ = [
     "FA_SHIFT_SEED",
     "content_hash",
@@ -134,30 +137,6 @@ def _check_scale(scale):
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, Real) or not np.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
     return float(scale)
-
-
-def _check_X(X, n_features=None, name="X"):
-    try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an array of numbers") from None
-    if X.ndim != 2:
-        raise ValueError(f"{name} must have shape (n, d), got shape {X.shape}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {X.shape})")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"{name} has {X.shape[1]} features, but the model was fitted with {n_features}")
-    return X
-
-
-def _check_Xy(X, y, n_features=None):
-    X = _check_X(X, n_features)
-    y = np.asarray(y)
-    if y.ndim != 1 or len(y) != len(X):
-        raise ValueError(f"y must have shape ({len(X)},), got shape {y.shape}")
-    return X, y
 
 
 def _check_int_array(a, name, ndim):

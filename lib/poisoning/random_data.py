@@ -32,6 +32,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 
+from poisoning._validation import check_images as _check_images
+
 __all__ = [
     "SETTINGS",
     "corrupt_labels",
@@ -55,15 +57,6 @@ def _check_labels(y, name="y"):
     if y.ndim != 1:
         raise ValueError(f"{name} must be a one-dimensional array of labels, got shape {y.shape}")
     return y
-
-
-def _check_images(X, name="X"):
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must have shape (n, d), one flattened image per row, got shape {X.shape}")
-    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-        raise ValueError(f"{name} must hold numbers, got dtype {X.dtype}")
-    return X
 
 
 def _check_probability(p):

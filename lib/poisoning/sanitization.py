@@ -41,6 +41,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from poisoning._validation import check_X, check_Xy
+
 __all__ = [
     "SanitizationDefence",
     "L2Defence",
@@ -61,27 +63,11 @@ _FLOOR_SLACK = 1e-9
 # input checks
 # --------------------------------------------------------------------------------------------------
 def _check_X(X, n_features=None):
-    try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError("X must be an array of numbers") from None
-    if X.ndim != 2:
-        raise ValueError(f"X must have shape (n, d), got shape {X.shape}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"X is empty (shape {X.shape})")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X contains NaN or infinite values")
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"X has {X.shape[1]} features, but the defence was fitted with {n_features}")
-    return X
+    return check_X(X, n_features, fitted="the defence")
 
 
 def _check_Xy(X, y, n_features=None):
-    X = _check_X(X, n_features)
-    y = np.asarray(y)
-    if y.ndim != 1 or len(y) != len(X):
-        raise ValueError(f"y must have shape ({len(X)},), got shape {y.shape}")
-    return X, y
+    return check_Xy(X, y, n_features, fitted="the defence")
 
 
 # --------------------------------------------------------------------------------------------------
