@@ -7,6 +7,7 @@ module                                    chapter
 ========================================  ==========================================
 :mod:`poisoning.data`                     every chapter (offline data sets)
 :mod:`poisoning.device`                   every chapter that trains with torch
+:mod:`poisoning.display`                  every chapter with a table (numbered, captioned tables)
 :mod:`poisoning.threat_model`             "Learning in the benign setting, and the threat model"
 :mod:`poisoning.mean_estimation`          "Poisoning the mean"
 :mod:`poisoning.svm_attack`               "Poisoning a linear SVM"
