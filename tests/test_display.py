@@ -13,11 +13,11 @@ def frame():
 
 
 def test_markdown_is_a_numbered_myst_table():
-    table = captioned_table(frame(), "Clean accuracy\n  and radius, $k$ partitions.", "tab-x")
+    table = captioned_table(frame(), "Clean accuracy\n  and radius {eq}`eq-r`, $k$ partitions.", "tab-x")
     text = table._repr_markdown_()
     lines = text.strip().splitlines()
-    assert lines[0] == "```{table} Clean accuracy and radius, $k$ partitions."
-    assert lines[1] == ":name: tab-x" and lines[2] == "" and lines[-1] == "```"
+    assert lines[0] == ":::{table} Clean accuracy and radius {eq}`eq-r`, $k$ partitions."
+    assert lines[1] == ":name: tab-x" and lines[2] == "" and lines[-1] == ":::"
     assert lines[3] == "| data | k | accuracy | radius | note |"
     assert lines[4] == "| --- | --- | --- | --- | --- |"
     assert lines[5] == "| MNIST | 1 | 0.899 | 0 | a\\|b |"  # floats formatted, ints kept, pipes escaped
@@ -40,7 +40,7 @@ def test_series_nan_and_no_index():
     ({"frame": [1, 2]}, TypeError),
     ({"caption": " "}, ValueError),
     ({"name": "tab x"}, ValueError),
-    ({"caption": "```"}, ValueError),
+    ({"caption": "a ::: b"}, ValueError),
     ({"float_format": "{:q}"}, ValueError),
 ])
 def test_bad_input(kwargs, error):

@@ -67,3 +67,40 @@ def test_bad_input():
         feasible.project(X[:2], [5, 5])
     with pytest.raises(ValueError, match="features"):
         feasible.contains(X[:, :2], y)
+    with pytest.raises(TypeError, match="shrink must be a number in"):
+        SphereSlabFeasibleSet(shrink="0.5").fit(X, y)
+    with pytest.raises(TypeError, match=r"box must be None or a pair \(low, high\)"):
+        SphereSlabFeasibleSet(box=0.5).fit(X, y)
+    with pytest.raises(ValueError, match=r"box must be None or a pair \(low, high\)"):
+        SphereSlabFeasibleSet(box=(0.0, 0.5, 1.0)).fit(X, y)
+    with pytest.raises(TypeError, match=r"box\[1\] must be a finite number"):
+        SphereSlabFeasibleSet(box=(0.0, "1")).fit(X, y)
+    with pytest.raises(TypeError, match="X must be an array of numbers"):
+        SphereSlabFeasibleSet().fit(np.full(X.shape, "a"), y)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        feasible.project(np.full((1, 3), np.nan), [0])
+    with pytest.raises(TypeError, match="X must be an array of numbers"):
+        feasible.contains([["a", 0.0, 0.0]], [0])
+
+
+def test_identical_class_centroids_are_refused_with_a_clear_error():
+    # multiples of 1/4: the sums are exact, so both centroids are exactly 0 and the slab has no direction
+    rng = np.random.default_rng(2)
+    half = rng.integers(-4, 5, size=(20, 3)) / 4
+    X = np.vstack([half, -half, half[:, ::-1], -half[:, ::-1]])
+    y = np.repeat([0, 1], 40)
+    with pytest.raises(ValueError, match=r"centroid of class\(es\) \[0, 1\] equals the mean of the other classes"):
+        SphereSlabFeasibleSet().fit(X, y)
+
+
+def test_a_class_without_spread_is_the_single_point_it_holds():
+    """A zero-variance class: radius 0 and slab half-width 0; the projection of anything onto its set is the
+    point itself, with no division by zero."""
+    X, y = two_classes()
+    X[y == 0] = [0.25, 0.5, 0.75]
+    feasible = SphereSlabFeasibleSet().fit(X, y)
+    assert feasible.radii_[0] == 0.0 and feasible.half_widths_[0] == 0.0
+    points = np.array([[0.25, 0.5, 0.75], [1.0, -1.0, 2.0], [0.3, 0.5, 0.7]])
+    projected = feasible.project(points, [0, 0, 0])
+    np.testing.assert_allclose(projected, np.tile([0.25, 0.5, 0.75], (3, 1)), atol=1e-12)
+    np.testing.assert_array_equal(feasible.contains(points, [0, 0, 0]), [True, False, False])

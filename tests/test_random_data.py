@@ -81,6 +81,14 @@ def test_label_corruption_is_seeded(labels):
     np.testing.assert_array_equal(a, corrupt_labels(labels, 0.5, random_state=9))
     np.testing.assert_array_equal(a, corrupt_labels(labels, 0.5, random_state=np.random.RandomState(9)))
     assert not np.array_equal(a, corrupt_labels(labels, 0.5, random_state=10))
+    # a numpy Generator: the same state gives the same labels; the generator advances, so the next call differs
+    generator = np.random.default_rng(9)
+    b = corrupt_labels(labels, 0.5, random_state=generator)
+    np.testing.assert_array_equal(b, corrupt_labels(labels, 0.5, random_state=np.random.default_rng(9)))
+    assert not np.array_equal(b, corrupt_labels(labels, 0.5, random_state=generator))
+    # a Generator seeds a RandomState with its first draw of [0, 2**32)
+    seed = int(np.random.default_rng(9).integers(0, 2**32, dtype=np.uint64))
+    np.testing.assert_array_equal(b, corrupt_labels(labels, 0.5, random_state=seed))
 
 
 def test_larger_p_corrupts_a_superset_under_the_same_seed(labels):
@@ -96,9 +104,10 @@ def test_classes_argument_sets_the_label_space():
         random_labels(y, classes=[0, 1])
 
 
-@pytest.mark.parametrize("p", [-0.1, 1.01, float("nan"), "0.5", None, True])
-def test_bad_probability_is_refused(p):
-    with pytest.raises(ValueError, match=r"p must be a number in \[0, 1\]"):
+@pytest.mark.parametrize("p, error", [(-0.1, ValueError), (1.01, ValueError), (float("nan"), ValueError),
+                                      ("0.5", TypeError), (None, TypeError), (True, TypeError)])
+def test_bad_probability_is_refused(p, error):
+    with pytest.raises(error, match=r"p must be a number in \[0, 1\]"):
         corrupt_labels(np.arange(5), p)
 
 
@@ -212,6 +221,8 @@ def test_same_seed_same_output_other_seed_other_output(images, Transform):
     np.testing.assert_array_equal(a, Transform(random_state=4).fit_transform(X))
     np.testing.assert_array_equal(a, Transform(random_state=np.random.RandomState(4)).fit_transform(X))
     assert not np.array_equal(a, Transform(random_state=5).fit_transform(X))
+    b = Transform(random_state=np.random.default_rng(4)).fit_transform(X)
+    np.testing.assert_array_equal(b, Transform(random_state=np.random.default_rng(4)).fit_transform(X))
 
 
 @pytest.mark.parametrize("Transform", PIXEL_TRANSFORMS)
@@ -225,8 +236,10 @@ def test_pixel_transforms_refuse_bad_input(images, Transform):
         Transform().fit(X.reshape(len(X), 7, 7))
     with pytest.raises(ValueError, match="fitted on 49"):
         Transform().fit(X).transform(X[:, :10])
-    with pytest.raises(ValueError, match="numbers"):
+    with pytest.raises(TypeError, match="X must hold numbers, got dtype <U1"):
         Transform().fit(np.array([["a", "b"]]))
+    with pytest.raises(TypeError, match="random_state"):
+        Transform(random_state="seed").fit(X).transform(X)
 
 
 @pytest.mark.parametrize("Transform", PIXEL_TRANSFORMS)

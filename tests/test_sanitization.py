@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.datasets import load_breast_cancer
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -63,7 +63,7 @@ def test_l2_score_is_the_distance_to_the_class_centroid(three_classes):
     defence = L2Defence().fit(X, y)
     expected = [math.sqrt(sum((a - b) ** 2 for a, b in zip(x, explicit_centroid(X, y, t)))) for x, t in zip(X, y)]
     np.testing.assert_allclose(defence.scores_, expected, rtol=1e-12)
-    np.testing.assert_allclose(defence.score(X, y), expected, rtol=1e-12)
+    np.testing.assert_allclose(defence.score_samples(X, y), expected, rtol=1e-12)
 
 
 def test_slab_score_is_the_projection_on_the_centroid_line(binary):
@@ -77,7 +77,7 @@ def test_slab_score_is_the_projection_on_the_centroid_line(binary):
     rng = np.random.RandomState(5)
     X_new, y_new = rng.standard_normal((7, X.shape[1])), rng.randint(0, 2, 7)
     expected_new = [abs(float(np.dot(x - (mu_plus if t == 1 else mu_minus), line))) for x, t in zip(X_new, y_new)]
-    np.testing.assert_allclose(defence.score(X_new, y_new), expected_new, rtol=1e-10)
+    np.testing.assert_allclose(defence.score_samples(X_new, y_new), expected_new, rtol=1e-10)
 
 
 def test_slab_with_more_classes_is_one_versus_rest(three_classes):
@@ -136,7 +136,7 @@ def test_knn_score_is_the_mean_distance_to_the_k_nearest_others(three_classes, p
     D_new = all_pairs(X_new, X)
     expected_new = [np.mean(sorted(D_new[i, j] for j in range(len(X)) if y[j] == y_new[i] or not per_class)[:k])
                     for i in range(len(X_new))]
-    np.testing.assert_allclose(defence.score(X_new, y_new), expected_new, rtol=1e-12)
+    np.testing.assert_allclose(defence.score_samples(X_new, y_new), expected_new, rtol=1e-12)
 
 
 def test_knn_counts_duplicates_but_not_the_point_itself():
@@ -223,7 +223,7 @@ def test_is_feasible_compares_scores_with_the_class_threshold(cls, three_classes
     rng = np.random.RandomState(6)
     X_new = X[rng.randint(len(X), size=30)] + np.r_[1, 1, 0.1, 0.1, 0.1] * rng.standard_normal((30, 5))
     y_new = rng.randint(0, 3, 30)
-    scores = defence.score(X_new, y_new)
+    scores = defence.score_samples(X_new, y_new)
     expected = np.array([s <= defence.threshold_[list(defence.classes_).index(t)] for s, t in zip(scores, y_new)])
     np.testing.assert_array_equal(defence.is_feasible(X_new, y_new), expected)
     assert 0 < expected.sum() < len(expected)  # the test sees both outcomes
@@ -258,18 +258,27 @@ def test_defences_are_scikit_learn_estimators(cls, binary):
 # bad input
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", ALL_DEFENCES)
-@pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5, float("nan"), "0.1", True, None])
-def test_removal_fraction_outside_zero_one_is_refused_at_fit(cls, fraction, binary):
+@pytest.mark.parametrize("fraction, error", [(-0.1, ValueError), (1.0, ValueError), (1.5, ValueError),
+                                             (float("nan"), ValueError), ("0.1", TypeError), (True, TypeError),
+                                             (None, TypeError)])
+def test_removal_fraction_outside_zero_one_is_refused_at_fit(cls, fraction, error, binary):
     defence = make_defence(cls, removal_fraction=fraction)  # __init__ only stores it
-    with pytest.raises(ValueError, match="removal_fraction"):
+    with pytest.raises(error, match=r"removal_fraction must be a number in \[0, 1\)"):
         defence.fit(*binary)
+
+
+def test_score_samples_is_the_per_point_score_and_score_is_not_defined(binary):
+    X, y = binary
+    defence = L2Defence().fit(X, y)
+    np.testing.assert_array_equal(defence.score_samples(X, y), defence.scores_)  # one number per point
+    assert not hasattr(defence, "score")  # scikit-learn's score means one number for a whole data set
 
 
 @pytest.mark.parametrize("cls", ALL_DEFENCES)
 def test_using_a_defence_before_fit_raises_not_fitted(cls, binary):
     X, y = binary
     with pytest.raises(NotFittedError):
-        make_defence(cls).score(X, y)
+        make_defence(cls).score_samples(X, y)
     with pytest.raises(NotFittedError):
         make_defence(cls).is_feasible(X, y)
 
@@ -292,7 +301,32 @@ def test_bad_shapes_and_values_are_refused(cls, binary):
     with pytest.raises(ValueError, match="not seen in fit"):
         defence.is_feasible(X[:2], [0, 7])
     with pytest.raises(ValueError, match="not seen in fit"):
-        defence.score(X[:2], [0, 7])
+        defence.score_samples(X[:2], [0, 7])
+
+
+@pytest.mark.parametrize("cls", ALL_DEFENCES)
+def test_error_types_are_value_errors_for_values_and_type_errors_for_types(cls, binary):
+    X, y = binary
+    defence = make_defence(cls)
+    with pytest.raises(TypeError, match="X must be an array of numbers"):
+        defence.fit(np.full(X.shape, "a"), y)
+    with pytest.raises(TypeError, match="X must be an array of numbers"):
+        defence.fit(None, y)
+    with pytest.raises(ValueError, match=r"X is empty: 0 sample\(s\)"):
+        defence.fit(np.empty((0, X.shape[1])), [])
+    with pytest.raises(ValueError, match="requires y to be passed"):
+        defence.fit(X, None)
+    X_inf = X.copy()
+    X_inf[3, 1] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        defence.fit(X_inf, y)
+    defence.fit(X, y)
+    with pytest.raises(TypeError, match="X must be an array of numbers"):
+        defence.score_samples([["a"] * X.shape[1]], [0])
+    with pytest.raises(ValueError, match=r"X has 3 features, but the defence was fitted with 5"):
+        defence.score_samples(X[:, :3], y)
+    with pytest.raises(ValueError, match=r"y must have shape \(4,\) to match X, got shape \(2,\)"):
+        defence.is_feasible(X[:4], y[:2])
 
 
 def test_defence_specific_requirements(binary):
@@ -303,14 +337,18 @@ def test_defence_specific_requirements(binary):
         LossDefence().fit(X, np.zeros(len(X)))
     with pytest.raises(ValueError, match="loss"):
         LossDefence(loss="squared").fit(X, y)
-    with pytest.raises(ValueError, match="n_neighbors"):
+    with pytest.raises(ValueError, match="n_neighbors must be a positive integer, got 0"):
         KNNDefence(n_neighbors=0).fit(X, y)
-    with pytest.raises(ValueError, match="n_neighbors=5 needs more than 5 points"):
+    with pytest.raises(TypeError, match="n_neighbors must be a positive integer, got 2.5"):
+        KNNDefence(n_neighbors=2.5).fit(X, y)
+    with pytest.raises(ValueError, match=r"n_neighbors=5 needs more than 5 samples, but the smallest class has 4"):
         KNNDefence().fit(X[:9], np.r_[np.zeros(4, int), np.ones(5, int)])
     with pytest.raises(ValueError, match="n_components"):
         SVDDefence(n_components=X.shape[1]).fit(X, y)
-    with pytest.raises(ValueError, match="n_components"):
+    with pytest.raises(TypeError, match="n_components must be a positive integer, got 1.5"):
         SVDDefence(n_components=1.5).fit(X, y)
+    with pytest.raises(ValueError, match="n_components must be a positive integer, got 0"):
+        SVDDefence(n_components=0).fit(X, y)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -323,18 +361,37 @@ def test_far_outliers_are_noisy_copies_with_their_labels(binary):
     assert all(len(m) == 1 and y[m[0]] == t for m, t in zip(matches, y_out))
     X_out, _ = far_outliers(X, y, 6, noise_scale=5.0, clip=(-1, 1), random_state=0)
     assert X_out.min() >= -1 and X_out.max() <= 1
-    with pytest.raises(ValueError, match="n_outliers"):
+    with pytest.raises(ValueError, match=r"n_outliers must be an integer in \[0, 70\], got 71"):
         far_outliers(X, y, len(X) + 1, 1.0)
-    with pytest.raises(ValueError, match="noise_scale"):
+    with pytest.raises(TypeError, match="n_outliers must be an integer"):
+        far_outliers(X, y, 2.0, 1.0)
+    with pytest.raises(ValueError, match="noise_scale must be a non-negative number"):
         far_outliers(X, y, 2, -1.0)
+    with pytest.raises(TypeError, match="noise_scale must be a non-negative number"):
+        far_outliers(X, y, 2, "loud")
+    with pytest.raises(TypeError, match="random_state"):
+        far_outliers(X, y, 2, 1.0, random_state=1.5)
+
+
+def test_far_outliers_take_every_kind_of_random_state(binary):
+    X, y = binary
+    first = far_outliers(X, y, 5, 1.0, random_state=np.random.default_rng(3))
+    again = far_outliers(X, y, 5, 1.0, random_state=np.random.default_rng(3))
+    np.testing.assert_array_equal(first[0], again[0])  # a Generator in the same state gives the same draws
+    by_seed = far_outliers(X, y, 5, 1.0, random_state=7)
+    by_state = far_outliers(X, y, 5, 1.0, random_state=np.random.RandomState(7))
+    np.testing.assert_array_equal(by_seed[0], by_state[0])  # an integer seeds a RandomState
+    assert far_outliers(X, y, 5, 1.0)[0].shape == (5, X.shape[1])
 
 
 def test_removal_rates():
     keep = np.array([True, False, True, False, False])
     poison = np.array([False, False, True, True, True])
     assert removal_rates(keep, poison) == {"detection rate": 2 / 3, "false-positive rate": 0.5}
-    with pytest.raises(ValueError, match="boolean"):
-        removal_rates([1, 0], [True, False])
+    with pytest.raises(TypeError, match="keep_mask and is_poison must be boolean arrays, got dtypes int64 and bool"):
+        removal_rates(np.array([1, 0], dtype=np.int64), [True, False])
+    with pytest.raises(ValueError, match="same length"):
+        removal_rates([True, False], [True])
 
 
 def test_noisy_outliers_in_real_data_are_caught_by_the_distance_defences():
@@ -389,9 +446,102 @@ def test_feasible_set_poisons_are_the_worst_fit_points_of_the_feasible_set():
 
 def test_feasible_set_poisons_refuse_bad_input():
     X, y = _two_blobs()
-    with pytest.raises(ValueError, match="n_poison"):
+    with pytest.raises(ValueError, match="n_poison must be a non-negative integer, got -1"):
         feasible_set_poisons(X, y, -1)
-    with pytest.raises(ValueError, match="margin"):
+    with pytest.raises(TypeError, match="n_poison must be a non-negative integer, got 2.0"):
+        feasible_set_poisons(X, y, 2.0)
+    with pytest.raises(ValueError, match=r"margin must be a number in \(0, 1\], got 1.5"):
         feasible_set_poisons(X, y, 2, margin=1.5)
+    with pytest.raises(TypeError, match="margin must be a number in"):
+        feasible_set_poisons(X, y, 2, margin="0.9")
     with pytest.raises(ValueError, match="two classes"):
         feasible_set_poisons(X, np.arange(len(y)) % 3, 2)
+    with pytest.raises(ValueError, match=r"y_clean must have shape \(160,\)"):
+        feasible_set_poisons(X, y[:-1], 2)
+
+
+class _FixedLinearModel(BaseEstimator):
+    """A "fitted" linear model with given weights, for the degenerate cases of the adaptive attack."""
+
+    def __init__(self, coef):
+        self.coef = coef
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        self.coef_ = np.asarray(self.coef, dtype=float)[None, :]
+        return self
+
+
+def _check_poisons(X, y, X_poison, y_poison, n_components):
+    assert np.all(np.isfinite(X_poison))
+    for defence in (L2Defence(), SlabDefence(), SVDDefence(n_components=n_components)):
+        assert defence.fit(X, y).is_feasible(X_poison, y_poison).all(), type(defence).__name__
+
+
+def test_feasible_set_poisons_with_a_zero_model_are_the_centroids():
+    """w = 0: no feasible point is fit worse than another, and the attack returns the class centroids."""
+    X, y = _two_blobs(seed=3)
+    X_poison, y_poison = feasible_set_poisons(X, y, 4, n_components=3, estimator=_FixedLinearModel(np.zeros(6)))
+    _check_poisons(X, y, X_poison, y_poison, 3)
+    for label in (0, 1):
+        np.testing.assert_allclose(X_poison[y_poison == label], np.tile(X[y == label].mean(axis=0), (2, 1)),
+                                   atol=1e-12)
+
+
+def test_feasible_set_poisons_with_identical_class_centroids():
+    """Equal centroids make the slab direction zero: the slab accepts everything, and the closed form is the
+    centroid plus the radius along the projected gradient, which lowers the margin by radius * |P w|."""
+    rng = np.random.RandomState(4)
+    # multiples of 1/16: the sums are exact, so each class's centroid is exactly 0
+    half = rng.randint(-8, 9, size=(40, 4)) * np.array([0.75, 0.5, 0.125, 0.0625])
+    X = np.vstack([half, -half, half[:, ::-1], -half[:, ::-1]])  # each class is symmetric about 0
+    y = np.repeat([0, 1], 80)
+    slab = SlabDefence().fit(X, y)
+    np.testing.assert_array_equal(slab.directions_, 0.0)
+    w = np.array([1.0, -2.0, 0.5, 0.0])
+    margin = 0.8
+    X_poison, y_poison = feasible_set_poisons(X, y, 2, n_components=2, margin=margin,
+                                              estimator=_FixedLinearModel(w))
+    _check_poisons(X, y, X_poison, y_poison, 2)
+    sphere, svd = L2Defence().fit(X, y), SVDDefence(n_components=2).fit(X, y)
+    P = svd.components_.T @ svd.components_
+    for i, label in enumerate((0, 1)):
+        sign = 1.0 if label == 1 else -1.0
+        expected = sphere.centroids_[i] - sign * margin * sphere.threshold_[i] * (P @ w) / np.linalg.norm(P @ w)
+        np.testing.assert_allclose(X_poison[i], expected, atol=1e-10)
+        drop = sign * (X_poison[i] - sphere.centroids_[i]) @ w
+        assert drop == pytest.approx(-margin * sphere.threshold_[i] * np.linalg.norm(P @ w))
+
+
+def test_feasible_set_poisons_with_a_zero_variance_class():
+    """A class whose points are all equal has radius 0: its poison is that point."""
+    rng = np.random.RandomState(5)
+    X = np.vstack([np.tile([2.0, 1.0, 0.0, -1.0], (30, 1)), rng.standard_normal((30, 4)) - 2.0])
+    y = np.repeat([0, 1], 30)
+    X_poison, y_poison = feasible_set_poisons(X, y, 2, n_components=2)
+    _check_poisons(X, y, X_poison, y_poison, 2)
+    np.testing.assert_array_equal(X_poison[0], [2.0, 1.0, 0.0, -1.0])
+
+
+def test_feasible_set_poisons_with_the_gradient_along_the_slab_normal():
+    """The gradient parallel to the slab normal: the step goes along the normal only, as far as the slab and the
+    ball allow, min(margin * radius, margin * slab half-width) (no orthogonal part to spend the rest on)."""
+    rng = np.random.RandomState(6)
+    X = np.vstack([rng.standard_normal((50, 3)) * [1.0, 1.0, 0.01] + [3.0, 0, 0],
+                   rng.standard_normal((50, 3)) * [1.0, 1.0, 0.01] - [3.0, 0, 0]])
+    y = np.repeat([0, 1], 50)
+    margin = 0.9
+    sphere, slab = L2Defence().fit(X, y), SlabDefence().fit(X, y)
+    svd = SVDDefence(n_components=2).fit(X, y)
+    P = svd.components_.T @ svd.components_
+    w = P @ slab.directions_[1]  # the model's weights lie along the (projected) slab normal
+    X_poison, y_poison = feasible_set_poisons(X, y, 2, n_components=2, margin=margin,
+                                              estimator=_FixedLinearModel(w))
+    _check_poisons(X, y, X_poison, y_poison, 2)
+    for i, label in enumerate((0, 1)):
+        v = P @ slab.directions_[i]
+        step = X_poison[i] - sphere.centroids_[i]
+        sign = 1.0 if label == 1 else -1.0  # the step goes along -sign(y) w, which is parallel to v = +-w
+        unit = -sign * w / np.linalg.norm(w)
+        expected_length = min(margin * sphere.threshold_[i], margin * slab.threshold_[i] / np.linalg.norm(v))
+        np.testing.assert_allclose(step, expected_length * unit, atol=1e-9)

@@ -158,6 +158,32 @@ def test_sequential_poisons_and_reproducibility(blobs):
     assert not hasattr(clone(attack), "X_poison_")
 
 
+def test_without_a_validation_set_the_training_set_is_the_objective(blobs):
+    X_train, y_train, _, _ = blobs
+    params = dict(step_size=0.5, n_iter=5, random_state=1)
+    alone = SVMPoisoningAttack(**params).fit(X_train, y_train)
+    explicit = SVMPoisoningAttack(**params).fit(X_train, y_train, X_train, y_train)
+    np.testing.assert_array_equal(alone.X_poison_, explicit.X_poison_)
+    np.testing.assert_array_equal(alone.history_[0]["val_loss"], explicit.history_[0]["val_loss"])
+    # the recorded objective is the hinge loss of the clean training set under the poisoned SVM
+    assert alone.history_[0]["val_loss"][-1] == pytest.approx(validation_hinge_loss(alone.svm_, X_train, y_train))
+    assert alone.n_features_in_ == 2
+
+
+def test_every_kind_of_random_state_is_deterministic(blobs):
+    X_train, y_train, X_val, y_val = blobs
+
+    def poisons(random_state):
+        return SVMPoisoningAttack(n_iter=3, n_poison=2, random_state=random_state).generate(X_train, y_train,
+                                                                                          X_val, y_val)[0]
+
+    np.testing.assert_array_equal(poisons(4), poisons(np.random.RandomState(4)))
+    np.testing.assert_array_equal(poisons(np.random.default_rng(4)), poisons(np.random.default_rng(4)))
+    seed = int(np.random.default_rng(4).integers(0, 2**32, dtype=np.uint64))
+    np.testing.assert_array_equal(poisons(np.random.default_rng(4)), poisons(seed))
+    assert poisons(None).shape == (2, 2)
+
+
 def test_initial_points_and_labels_can_be_given(blobs):
     X_train, y_train, X_val, y_val = blobs
     attack = SVMPoisoningAttack(n_iter=5, random_state=0)
@@ -235,26 +261,43 @@ def test_bad_input_raises_clear_errors(blobs):
     with pytest.raises(ValueError, match="X_init must lie within the bounds"):
         attack.fit(X_train, y_train, X_val, y_val, X_init=[[100.0, 0.0]])
 
+    # bad values: ValueError; bad types (a float for a count, a string or None for a number): TypeError
     bad_params = [
-        (dict(kernel="poly"), "kernel must be one of"),
-        (dict(C=0), "C must be a positive number"),
-        (dict(gamma=-1.0), "gamma must be a positive number"),
-        (dict(step_size=-0.1), "step_size must be a positive number"),
-        (dict(n_iter=0), "n_iter must be a positive integer"),
-        (dict(n_iter=2.5), "n_iter must be a positive integer"),
-        (dict(n_poison=0), "n_poison must be a positive integer"),
-        (dict(n_init=0), "n_init must be a positive integer"),
-        (dict(tol=-1.0), "tol must be a non-negative number"),
-        (dict(max_halvings=-1), "max_halvings must be a non-negative integer"),
-        (dict(poison_label=3), "poison_label must be one of the classes"),
-        (dict(bounds=(1.0, 0.0)), "low <= high"),
-        (dict(bounds=([0.0, 0.0, 0.0], 1.0)), r"shape \(2,\)"),
-        (dict(bounds=0.5), "pair"),
-        (dict(bounds=(0.0, np.inf)), "finite"),
+        (dict(kernel="poly"), ValueError, "kernel must be one of"),
+        (dict(C=0), ValueError, "C must be a positive number, got 0"),
+        (dict(C="1"), TypeError, "C must be a positive number, got '1'"),
+        (dict(gamma=-1.0), ValueError, "gamma must be a positive number"),
+        (dict(step_size=-0.1), ValueError, "step_size must be a positive number"),
+        (dict(step_size=None), TypeError, "step_size must be a positive number, got None"),
+        (dict(n_iter=0), ValueError, "n_iter must be a positive integer, got 0"),
+        (dict(n_iter=2.5), TypeError, "n_iter must be a positive integer, got 2.5"),
+        (dict(n_poison=0), ValueError, "n_poison must be a positive integer"),
+        (dict(n_poison=1.0), TypeError, "n_poison must be a positive integer"),
+        (dict(n_init=0), ValueError, "n_init must be a positive integer"),
+        (dict(tol=-1.0), ValueError, "tol must be a non-negative number"),
+        (dict(tol=np.nan), ValueError, "tol must be a non-negative number"),
+        (dict(max_halvings=-1), ValueError, "max_halvings must be a non-negative integer"),
+        (dict(max_halvings=True), TypeError, "max_halvings must be a non-negative integer"),
+        (dict(poison_label=3), ValueError, "poison_label must be one of the classes"),
+        (dict(bounds=(1.0, 0.0)), ValueError, "low <= high"),
+        (dict(bounds=([0.0, 0.0, 0.0], 1.0)), ValueError, r"shape \(2,\)"),
+        (dict(bounds=0.5), TypeError, "bounds must be None or a pair"),
+        (dict(bounds=(0.0, 0.5, 1.0)), ValueError, "bounds must be None or a pair"),
+        (dict(bounds=(0.0, "top")), TypeError, r"bounds\[1\] must be an array of numbers"),
+        (dict(bounds=(0.0, np.inf)), ValueError, "finite"),
+        (dict(random_state="seed"), TypeError, "random_state"),
     ]
-    for params, message in bad_params:
-        with pytest.raises(ValueError, match=message):
+    for params, error, message in bad_params:
+        with pytest.raises(error, match=message):
             SVMPoisoningAttack(**{"n_iter": 2, **params}).fit(X_train, y_train, X_val, y_val)
+    with pytest.raises(TypeError, match="X_train must be an array of numbers"):
+        attack.fit(X_train.astype(str), y_train, X_val, y_val)
+    with pytest.raises(TypeError, match="X_val must be an array of numbers"):
+        validation_hinge_loss(SVC(kernel="linear").fit(X_train, y_train), [["a", "b"]], [0])
+    with pytest.raises(ValueError, match="give both X_val and y_val"):
+        attack.fit(X_train, y_train, X_val)
+    with pytest.raises(TypeError, match="X_init must be an array of numbers"):
+        attack.fit(X_train, y_train, X_val, y_val, X_init=[["a", "b"]])
 
     svm = SVC(kernel="rbf", gamma="scale").fit(X_train, y_train)
     with pytest.raises(ValueError, match="fixed positive number as gamma"):

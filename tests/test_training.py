@@ -53,16 +53,51 @@ def test_make_mlp_leaves_the_global_random_state_alone():
     assert torch.equal(state, torch.get_rng_state())
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(n_inputs=0, n_classes=2), "positive integers"),
-    (dict(n_inputs=4, n_classes=2, hidden=(8, -1)), "positive integers"),
-    (dict(n_inputs=4, n_classes=2.5), "positive integers"),
-    (dict(n_inputs=4, n_classes=2, activation="swish"), "unknown activation"),
-    (dict(n_inputs=4, n_classes=2, random_state=-1), "random_state"),
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(n_inputs=0, n_classes=2), ValueError, "positive integers, got n_inputs=0"),
+    (dict(n_inputs=4, n_classes=2, hidden=(8, -1)), ValueError, r"positive integers, got hidden=\(8, -1\)"),
+    (dict(n_inputs=4, n_classes=2.5), TypeError, "positive integers, got n_classes=2.5"),
+    (dict(n_inputs="4", n_classes=2), TypeError, "positive integers, got n_inputs='4'"),
+    (dict(n_inputs=4, n_classes=2, hidden=64), TypeError, "hidden must be a sequence of layer sizes"),
+    (dict(n_inputs=4, n_classes=2, activation="swish"), ValueError, "unknown activation"),
+    (dict(n_inputs=4, n_classes=2, random_state=-1), ValueError, "random_state must be None, a non-negative"),
+    (dict(n_inputs=4, n_classes=2, random_state=1.5), TypeError, "random_state must be None, a non-negative"),
+    (dict(n_inputs=4, n_classes=2, random_state="0"), TypeError, "random_state"),
 ])
-def test_make_mlp_refuses_bad_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_make_mlp_refuses_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
         make_mlp(**kwargs)
+
+
+def _same_weights(a, b):
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_make_mlp_takes_every_kind_of_random_state():
+    """An integer is the torch seed; a RandomState or a Generator gives the seed of its first draw from
+    [0, 2**32), so a given state always gives the same network; None gives a fresh one."""
+    by_int = make_mlp(8, 3, hidden=(5,), random_state=11)
+    assert _same_weights(by_int, make_mlp(8, 3, hidden=(5,), random_state=np.int64(11)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        reference = torch.nn.Linear(8, 5)  # torch's own initialisation from the same seed
+    assert torch.equal(by_int[0].weight, reference.weight)
+
+    seed = int(np.random.RandomState(3).randint(0, 2**32, dtype=np.uint64))
+    by_state = make_mlp(8, 3, hidden=(5,), random_state=np.random.RandomState(3))
+    assert _same_weights(by_state, make_mlp(8, 3, hidden=(5,), random_state=seed))
+    seed = int(np.random.default_rng(3).integers(0, 2**32, dtype=np.uint64))
+    by_generator = make_mlp(8, 3, hidden=(5,), random_state=np.random.default_rng(3))
+    assert _same_weights(by_generator, make_mlp(8, 3, hidden=(5,), random_state=seed))
+    assert _same_weights(by_generator, make_mlp(8, 3, hidden=(5,), random_state=np.random.default_rng(3)))
+    # the state advances: a second network from the same object is another one
+    generator = np.random.default_rng(3)
+    first, second = (make_mlp(8, 3, hidden=(5,), random_state=generator) for _ in range(2))
+    assert _same_weights(first, by_generator) and not _same_weights(first, second)
+    # None: a working network from a fresh seed
+    fresh = make_mlp(8, 3, hidden=(5,), random_state=None)
+    assert fresh(torch.zeros(2, 8)).shape == (2, 3)
+    assert not _same_weights(fresh, make_mlp(8, 3, hidden=(5,), random_state=None))
 
 
 def test_an_mlp_memorises_random_labels(digits):
@@ -178,13 +213,52 @@ def test_bad_device_is_refused(digits):
     (dict(epochs=0), "epochs"),
     (dict(batch_size=0), "batch_size"),
     (dict(optimizer="lbfgs"), "optimizer"),
-    (dict(random_state=1.5), "random_state"),
+    (dict(random_state=-3), "random_state"),
 ])
 def test_train_refuses_bad_input(digits, change, message):
     X, y, _, _ = digits
     kwargs = {"X": X, "y": y, "epochs": 1, "device": "cpu", "progress": False, **change}
     with pytest.raises(ValueError, match=message):
         train(make_mlp(64, 10), **kwargs)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(epochs=2.0), "epochs must be a positive integer, got 2.0"),
+    (dict(batch_size="32"), "batch_size must be a positive integer, got '32'"),
+    (dict(random_state=1.5), "random_state must be None, a non-negative integer"),
+    (dict(random_state="seed"), "random_state"),
+])
+def test_train_refuses_bad_types_with_type_errors(digits, change, message):
+    X, y, _, _ = digits
+    kwargs = {"X": X, "y": y, "epochs": 1, "device": "cpu", "progress": False, **change}
+    with pytest.raises(TypeError, match=message):
+        train(make_mlp(64, 10), **kwargs)
+
+
+def test_train_takes_every_kind_of_random_state(digits):
+    """Integers, RandomStates and Generators give deterministic runs (a RandomState or a Generator is the seed of
+    its first draw from [0, 2**32)); None gives a working run from a fresh seed."""
+    X, y, _, _ = digits
+    X, y = X[:96], y[:96]
+
+    def run(random_state):
+        model = make_mlp(64, 10, hidden=(8,), random_state=0)
+        history = train(model, X, y, epochs=2, batch_size=16, random_state=random_state, device="cpu",
+                        progress=False)
+        return history.loss
+
+    by_int = run(5)
+    assert run(np.int64(5)) == by_int
+    seed = int(np.random.RandomState(5).randint(0, 2**32, dtype=np.uint64))
+    assert run(np.random.RandomState(5)) == run(np.random.RandomState(5)) == run(seed)
+    seed = int(np.random.default_rng(5).integers(0, 2**32, dtype=np.uint64))
+    by_generator = run(np.random.default_rng(5))
+    assert by_generator == run(np.random.default_rng(5)) == run(seed)
+    assert by_generator != by_int  # the generator's draw, not 5, seeds the run
+    generator = np.random.default_rng(5)
+    assert run(generator) == by_generator and run(generator) != by_generator  # the generator advances
+    fresh = run(None)
+    assert len(fresh) == 12 and np.all(np.isfinite(fresh))
 
 
 def test_progress_bar_shows_the_description(digits, capsys):
@@ -214,8 +288,15 @@ def test_make_cnn_layers_shapes_and_seeding():
     assert not torch.equal(other.conv1.weight, model.conv1.weight)
     with pytest.raises(ValueError, match="multiples of 4"):
         make_cnn(image_shape=(28, 30))
-    with pytest.raises(ValueError, match="positive integers"):
+    with pytest.raises(ValueError, match="positive integers, got n_features=0"):
         make_cnn(n_features=0)
+    with pytest.raises(TypeError, match=r"positive integers, got channels=\(8, 16.0\)"):
+        make_cnn(channels=(8, 16.0))
+    same_generator = make_cnn(n_classes=3, image_shape=(8, 12), channels=(2, 4), n_features=5,
+                              random_state=np.random.default_rng(2))
+    assert torch.equal(same_generator.conv1.weight,
+                       make_cnn(n_classes=3, image_shape=(8, 12), channels=(2, 4), n_features=5,
+                                random_state=np.random.default_rng(2)).conv1.weight)
     with pytest.raises(ValueError, match="no layer 'conv3'"):
         cnn_layer_index(model, "conv3")
 

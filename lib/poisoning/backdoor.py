@@ -66,8 +66,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils import check_random_state
 
+from poisoning._validation import check_random_state
 from poisoning._validation import check_images as _check_images
 
 __all__ = [

@@ -90,10 +90,10 @@ from joblib import Parallel, delayed, parallel_config
 from scipy.special import gammaln
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from poisoning._validation import check_random_state
 from poisoning._validation import check_X as _check_X
 from poisoning._validation import check_Xy as _check_Xy
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.utils import check_random_state
+
+from poisoning._validation import check_random_state
 
 __all__ = ["load_mnist", "load_digits", "train_test_split_balanced"]
 

@@ -1,9 +1,9 @@
 """Numbered, captioned tables for the book's pages (used by every chapter that shows a table).
 
 A chapter's code cell ends with ``captioned_table(frame, caption, name)``. In the built book the result is a MyST
-``{table}`` directive (the book parses markdown outputs as MyST and prefers them to HTML, see ``_config.yml``), so
-the table is numbered like a figure and the text refers to it with ``{numref}`name```. In JupyterLab the same
-object shows as an HTML table with its caption.
+``{table}`` directive in a colon fence, so that the caption may hold roles (the book parses markdown outputs as
+MyST and prefers them to HTML, see ``_config.yml``); the table is numbered like a figure and the text refers to it
+with ``{numref}`name```. In JupyterLab the same object shows as an HTML table with its caption.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class CaptionedTable:
 
     def _repr_markdown_(self):
         caption = " ".join(self.caption.split())
-        return f"```{{table}} {caption}\n:name: {self.name}\n\n{self.markdown_table()}\n```\n"
+        # a colon fence: a backtick fence cannot carry a caption with roles such as {eq}`...`
+        return f":::{{table}} {caption}\n:name: {self.name}\n\n{self.markdown_table()}\n:::\n"
 
     def _repr_html_(self):
         header, rows = self._columns_and_rows()
@@ -87,8 +88,8 @@ def captioned_table(frame, caption, name, *, float_format="{:.3f}", index=True):
         raise ValueError("caption must be a non-empty string")
     if not isinstance(name, str) or not name or not all(ch.isalnum() or ch in "-_" for ch in name):
         raise ValueError(f"name must be a label of letters, digits, '-' and '_', got {name!r}")
-    if "```" in caption:
-        raise ValueError("caption must not contain a code fence")
+    if ":::" in caption:
+        raise ValueError("caption must not contain ':::' (it would close the table's fence)")
     try:
         float_format.format(0.5)
     except (AttributeError, IndexError, KeyError, ValueError):

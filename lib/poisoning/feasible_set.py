@@ -19,26 +19,14 @@ intersection (Boyle & Dykstra, 1986).
 
 from __future__ import annotations
 
-from numbers import Real
-
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from ._validation import check_number, check_X, check_Xy
 from .sanitization import L2Defence, SlabDefence
 
 __all__ = ["SphereSlabFeasibleSet"]
-
-
-def _check_X(X, n_features=None, name="X"):
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of shape (n_samples, n_features), got shape {X.shape}")
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"{name} has {X.shape[1]} features, the feasible set was fitted with {n_features}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return X
 
 
 class SphereSlabFeasibleSet(BaseEstimator):
@@ -75,19 +63,27 @@ class SphereSlabFeasibleSet(BaseEstimator):
 
     def fit(self, X, y):
         """Fit the two defences on ``(X, y)`` (usually the clean training set). Returns ``self``."""
-        shrink = self.shrink
-        if isinstance(shrink, bool) or not isinstance(shrink, Real) or not 0 < shrink <= 1:
-            raise ValueError(f"shrink must be a number in (0, 1], got {shrink!r}")
+        shrink = check_number(self.shrink, "shrink", low=0, high=1, low_open=True)
         if self.box is not None:
-            low, high = self.box
+            try:
+                low, high = self.box
+            except TypeError:
+                raise TypeError(f"box must be None or a pair (low, high), got {self.box!r}") from None
+            except ValueError:
+                raise ValueError(f"box must be None or a pair (low, high), got {self.box!r}") from None
+            low, high = check_number(low, "box[0]"), check_number(high, "box[1]")
             if not low < high:
                 raise ValueError(f"box must be (low, high) with low < high, got {self.box!r}")
-        X = _check_X(X)
+        X, y = check_Xy(X, y, fitted="the feasible set")
         sphere = L2Defence(removal_fraction=self.removal_fraction).fit(X, y)
         slab = SlabDefence(removal_fraction=self.removal_fraction).fit(X, y)
         norms = np.linalg.norm(slab.directions_, axis=1)
-        if np.any(norms == 0):
-            raise ValueError("two classes have the same centroid: the slab has no direction")
+        # a direction this much shorter than the data is rounding error: no direction to normalise
+        scale = np.linalg.norm(X, axis=1).max()
+        if np.any(norms <= 1e-12 * scale):
+            equal = sphere.classes_[norms <= 1e-12 * scale].tolist()
+            raise ValueError(f"the centroid of class(es) {equal} equals the mean of the other classes: the slab "
+                             "has no direction to normalise")
         self.classes_ = sphere.classes_
         self.n_features_in_ = X.shape[1]
         self.centroids_ = sphere.centroids_
@@ -98,7 +94,7 @@ class SphereSlabFeasibleSet(BaseEstimator):
 
     def _rows(self, X, y):
         check_is_fitted(self, "radii_")
-        X = _check_X(X, self.n_features_in_)
+        X = check_X(X, self.n_features_in_, fitted="the feasible set")
         y = np.asarray(y)
         if y.shape != (len(X),):
             raise ValueError(f"y must have one label per row of X ({len(X)}), got shape {y.shape}")

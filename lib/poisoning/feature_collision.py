@@ -49,9 +49,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils import check_random_state
 from torch import nn
 
+from poisoning._validation import check_random_state
 from poisoning.device import get_device
 
 __all__ = ["collision_beta", "watermark", "feature_collision_term", "proximal_step", "FeatureCollision",

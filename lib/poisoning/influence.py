@@ -92,8 +92,9 @@ import scipy.sparse.linalg
 from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_limits
+
+from poisoning._validation import check_random_state
 
 __all__ = [
     "LogisticModel", "SmoothHingeModel", "TorchModel", "fit_logistic", "fit_smooth_hinge",

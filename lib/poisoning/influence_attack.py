@@ -30,8 +30,8 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils import check_random_state
 
+from ._validation import check_random_state
 from .feasible_set import SphereSlabFeasibleSet
 from .influence import SmoothHingeModel, input_gradient_of_test_loss
 

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import erfc
-from sklearn.utils import check_random_state
+
+from poisoning._validation import as_float_array, check_number, check_random_state
+from poisoning._validation import check_count as _check_count
+from poisoning._validation import check_positive as _check_positive
+from poisoning._validation import check_samples as _as_samples
 
 __all__ = [
     "empirical_mean",
@@ -29,42 +33,11 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------------
-# input checks
+# input checks (the shared ones are imported above: _as_samples, _check_positive, _check_count)
 # --------------------------------------------------------------------------------------------------
-def _as_samples(X, name="X"):
-    """Return ``(X2, is_1d)``: the samples as a float ``(n, d)`` array and whether the input was 1-D."""
-    try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an array of numbers") from None
-    if X.ndim not in (1, 2):
-        raise ValueError(f"{name} must have shape (n,) or (n, d), got shape {X.shape}")
-    if X.shape[0] == 0 or X.size == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return (X[:, None], True) if X.ndim == 1 else (X, False)
-
-
 def _as_output(vector, is_1d):
     """A length-d estimate back in the caller's form: a float for 1-D data."""
     return float(vector[0]) if is_1d else vector
-
-
-def _check_positive(value, name):
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _check_count(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
 
 
 def _unit_direction(direction, d):
@@ -73,7 +46,7 @@ def _unit_direction(direction, d):
         u = np.zeros(d)
         u[0] = 1.0
         return u
-    u = np.atleast_1d(np.asarray(direction, dtype=np.float64)).ravel()
+    u = np.atleast_1d(as_float_array(direction, "direction")).ravel()
     if u.shape != (d,):
         raise ValueError(f"direction must have {d} entries, got {u.shape[0]}")
     norm = np.linalg.norm(u)
@@ -115,8 +88,7 @@ def trimmed_mean(X, trim_fraction=0.1):
     outside the clean range is cut, but poisons *inside* the clean range still shift it.
     """
     X2, is_1d = _as_samples(X)
-    if not np.isscalar(trim_fraction) or not 0 <= trim_fraction < 0.5:
-        raise ValueError(f"trim_fraction must lie in [0, 0.5), got {trim_fraction!r}")
+    trim_fraction = check_number(trim_fraction, "trim_fraction", low=0, high=0.5, high_open=True)
     n = X2.shape[0]
     k = int(np.floor(trim_fraction * n))
     kept = np.sort(X2, axis=0)[k : n - k]
@@ -138,7 +110,7 @@ def distance_filter(X, radius, center=None):
     if center is None:
         c = np.median(X2, axis=0)
     else:
-        c = np.atleast_1d(np.asarray(center, dtype=np.float64)).ravel()
+        c = np.atleast_1d(as_float_array(center, "center")).ravel()
         if c.shape != (X2.shape[1],):
             raise ValueError(f"center must have {X2.shape[1]} entries, got {c.shape[0]}")
         if not np.all(np.isfinite(c)):
@@ -168,8 +140,7 @@ def pruning_radius(n, d, epsilon):
     """
     if _check_count(n, "n") < 1 or _check_count(d, "d") < 1:
         raise ValueError(f"n and d must be at least 1, got n={n!r}, d={d!r}")
-    if not 0 < epsilon < 1:
-        raise ValueError(f"epsilon must lie in (0, 1), got {epsilon!r}")
+    epsilon = check_number(epsilon, "epsilon", low=0, high=1, low_open=True, high_open=True)
     return 0.33 * np.sqrt(d * np.log(n / epsilon))
 
 
@@ -206,8 +177,7 @@ def adaptive_attack(X_clean, n_poison, radius, direction=None, margin=0.01):
     X2, is_1d = _as_samples(X_clean, "X_clean")
     n_poison = _check_count(n_poison, "n_poison")
     radius = _check_positive(radius, "radius")
-    if not np.isscalar(margin) or not 0 <= margin < 1:
-        raise ValueError(f"margin must lie in [0, 1), got {margin!r}")
+    margin = check_number(margin, "margin", low=0, high=1, high_open=True)
     u = _unit_direction(direction, X2.shape[1])
     point = np.median(X2, axis=0) + (1.0 - margin) * radius * u
     X_poison = np.tile(point, (n_poison, 1))
@@ -226,27 +196,27 @@ def _top_eigenpair(X_centered):
 
 
 def spectral_filter_mean(X, epsilon, tau=0.1, cher=2.5, return_mask=False):
-    r"""The iterative spectral filter for the mean of :math:`N(\mu, I)` under an :math:`\epsilon` fraction
+    r"""The iterative spectral filter for the mean of :math:`N(\mu, I)` under an :math:`\eta` fraction
     of arbitrary outliers (Diakonikolas et al., 2017, the ``filterGaussianMean`` of their code).
 
     Repeat: let :math:`\lambda, v` be the top eigenpair of the empirical covariance.
 
-    * If :math:`\lambda < 1 + 3\epsilon\log(1/\epsilon)`, no direction has suspiciously large variance:
+    * If :math:`\lambda < 1 + 3\eta\log(1/\eta)`, no direction has suspiciously large variance:
       return the empirical mean of the points left.
     * Otherwise project on :math:`v`, measure :math:`|\langle x, v\rangle - \mathrm{med}|` and remove the
-      points beyond the first threshold :math:`T` at which more points lie above :math:`T + 2\epsilon` than
+      points beyond the first threshold :math:`T` at which more points lie above :math:`T + 2\eta` than
       a Gaussian tail allows: more than
-      :math:`\texttt{cher}\cdot n\,(\Pr[|Z| > T] / 2 + \epsilon / (d \log(d\epsilon/\tau)))`.
+      :math:`\texttt{cher}\cdot n\,(\Pr[|Z| > T] / 2 + \eta / (d \log(d\eta/\tau)))`.
 
-    Outliers that shift the mean by :math:`\Delta` must add variance :math:`\approx \Delta^2/\epsilon` along
-    :math:`\Delta`, so they are either harmless or visible; the error is :math:`O(\epsilon\sqrt{\log
-    1/\epsilon})`, independent of :math:`d`.
+    Outliers that shift the mean by :math:`\Delta` must add variance :math:`\approx \Delta^2/\eta` along
+    :math:`\Delta`, so they are either harmless or visible; the error is :math:`O(\eta\sqrt{\log
+    1/\eta})`, independent of :math:`d`.
 
-    With ``return_mask`` also returns the boolean mask of the points kept.
+    The argument ``epsilon`` is this :math:`\eta`, the fraction of the whole sample that is poisoned (the name
+    of the paper's code). With ``return_mask`` also returns the boolean mask of the points kept.
     """
     X2, is_1d = _as_samples(X)
-    if not np.isscalar(epsilon) or not 0 < epsilon < 0.5:
-        raise ValueError(f"epsilon must lie in (0, 0.5), got {epsilon!r}")
+    epsilon = check_number(epsilon, "epsilon", low=0, high=0.5, low_open=True, high_open=True)
     n_total, d = X2.shape
     # log(d eps / tau) <= 1 would make the slack term negative or infinite in low dimension
     slack = epsilon / (d * max(np.log(d * epsilon / tau), 1.0))
@@ -297,8 +267,7 @@ def make_contaminated_gaussian(n, d, epsilon, random_state=None):
         raise ValueError("make_contaminated_gaussian needs n >= 1")
     if d < 2:
         raise ValueError("make_contaminated_gaussian needs d >= 2")
-    if not 0 <= epsilon < 0.5:
-        raise ValueError(f"epsilon must lie in [0, 0.5), got {epsilon!r}")
+    epsilon = check_number(epsilon, "epsilon", low=0, high=0.5, high_open=True)
     rng = check_random_state(random_state)
     n_clean = int(round((1 - epsilon) * n))
     n_poison = n - n_clean
@@ -312,3 +281,114 @@ def make_contaminated_gaussian(n, d, epsilon, random_state=None):
     is_poison = np.r_[np.zeros(n_clean, bool), np.ones(n_poison, bool)]
     order = rng.permutation(n)
     return X[order], is_poison[order], true_mean
+
+
+# --------------------------------------------------------------------------------------------------
+# attacking the trimmed mean (assignment 1, Part D)
+# --------------------------------------------------------------------------------------------------
+__all__ += ["trimmed_mean_attack", "trimmed_mean_shift_bound"]
+
+
+def _trimmed_mean_attack_setting(X_clean, n_poison, trim_fraction, radius):
+    """The checked inputs and what the attack and its bound share: ``(X2, is_1d, m, beta, r, k, median, c,
+    slope)``, with ``k`` the count cut at each end of the poisoned set, ``c`` the shift of the trimmed mean by ``m``
+    poisons at the clean median itself, and ``slope = m / (N - 2k)``."""
+    from poisoning._validation import check_count, check_number, check_samples
+
+    X2, is_1d = check_samples(X_clean, "X_clean")
+    m = check_count(n_poison, "n_poison")
+    beta = check_number(trim_fraction, "trim_fraction", low=0, high=0.5, high_open=True)
+    r = check_number(radius, "radius", low=0, low_open=True)
+    n = X2.shape[0]
+    k = int(np.floor(beta * (n + m)))
+    median = np.median(X2, axis=0)
+    c = np.atleast_1d(trimmed_mean(np.vstack([X2, np.tile(median, (m, 1))]), beta) - trimmed_mean(X2, beta))
+    return X2, is_1d, m, beta, r, k, median, c, m / (n + m - 2 * k)
+
+
+def _water_fill(low, high, budget):
+    """``u = clip(tau, low, high)`` (entry by entry) with the largest ``tau`` such that ``||u|| <= budget``;
+    ``high`` may hold ``inf``. Needs ``||low|| <= budget``; gives ``high`` when ``||high|| <= budget``."""
+    if np.all(np.isfinite(high)) and np.linalg.norm(high) <= budget:
+        return high.copy()
+    below, above = 0.0, float(budget)  # ||clip(budget, low, high)|| >= budget here
+    for _ in range(100):
+        tau = 0.5 * (below + above)
+        if np.linalg.norm(np.clip(tau, low, high)) <= budget:
+            below = tau
+        else:
+            above = tau
+    return np.clip(below, low, high)
+
+
+def trimmed_mean_attack(X_clean, n_poison, trim_fraction, radius):
+    r"""Poisons within ``radius`` of the clean median that move the coordinate-wise trimmed mean far.
+
+    The reference attack of assignment 1, Part D, against :func:`trimmed_mean` of chapter "Poisoning the mean".
+    The attacker adds :math:`m` = ``n_poison`` points to the :math:`n` clean points :math:`X`, each within distance
+    :math:`r` = ``radius`` of the clean coordinate-wise median :math:`\tilde x`; the defender computes the trimmed
+    mean :math:`T` with :math:`\beta` = ``trim_fraction`` of all :math:`N = n + m` points, which cuts
+    :math:`k = \lfloor \beta N \rfloor` values at each end of every coordinate. The damage is
+    :math:`\|T(X \cup P) - T(X)\|_2`.
+
+    * **What one poison can do.** In each coordinate, :math:`T` is non-decreasing in every input, and moving one
+      input by :math:`\Delta` moves it by at most :math:`|\Delta| / (N - 2k)` (the order statistics all move the
+      same way and their changes add up to :math:`\Delta`). With :math:`c = T(X \cup \{\tilde x\}^m) - T(X)`, the
+      small shift of :math:`m` poisons at the median itself, every poison set within the radius does at most
+      :math:`\|c\| + m r / (N - 2k)` (:func:`trimmed_mean_shift_bound`).
+    * **Where poisons count.** Let :math:`x_{(1)} \le \dots \le x_{(n)}` be the clean values of one coordinate.
+      While all poisons sit in :math:`[x_{(k)}, x_{(n-k+1)}]` none of them is cut, and :math:`T` moves exactly
+      linearly, by :math:`m / (N - 2k)` per unit the poisons move. Beyond :math:`x_{(n-k+m)}` (when
+      :math:`m \le k`) every poison is cut and :math:`T` stops moving, though not back: the cut poisons have pushed
+      the window of kept clean values by :math:`m` places. So far outliers are not harmless to the trimmed mean;
+      they are merely outside the radius.
+
+    The attack puts every poison at the one point :math:`\tilde x + s \odot u`: :math:`s_j` is the sign of
+    :math:`c_j` and :math:`u_j = \min(\tau, t_j)`, with :math:`t_j` the distance from :math:`\tilde x_j` to the
+    end of the linear window on side :math:`s_j` and :math:`\tau` such that :math:`\|u\| = r` (water filling: the
+    radius is spent over all coordinates, none pushed past the point where its poisons start being cut). When the
+    windows hold the whole radius (:math:`\sum_j t_j^2 \ge r^2`) the damage is at least :math:`m r / (N - 2k)`,
+    within :math:`\|c\|` of the bound: the attack is optimal up to :math:`\|c\|`. Otherwise the rest of the radius
+    goes, again by water filling, up to :math:`x_{(n-k+m)}` (or :math:`x_{(k-m+1)}` below), beyond which nothing
+    counts. For clean :math:`N(\mu, I_d)` data and a radius of the clean points' typical distance
+    :math:`\approx\sqrt d`, the damage is about :math:`\frac{\epsilon}{1 - 2\beta}\sqrt d`: in :math:`\ell_2` the
+    trimmed mean loses :math:`\epsilon\sqrt d`, as the coordinate-wise median does, although every coordinate of
+    every poison lies well inside the clean range.
+
+    Returns ``n_poison`` copies of that point: shape ``(n_poison, d)``, or ``(n_poison,)`` for 1-D ``X_clean``.
+    """
+    X2, is_1d, m, beta, r, k, median, c, _ = _trimmed_mean_attack_setting(X_clean, n_poison, trim_fraction,
+                                                                          radius)
+    n, d = X2.shape
+    if m == 0:
+        return np.zeros((0,) if is_1d else (0, d))
+    ordered = np.sort(X2, axis=0)
+    up = c >= 0
+    if k == 0:  # nothing is cut: T is the mean, linear everywhere
+        window = np.full(d, np.inf)
+    elif 2 * k <= n:
+        window = np.where(up, ordered[n - k] - median, median - ordered[k - 1])
+    else:  # so many poisons that some are cut wherever they are
+        window = np.zeros(d)
+    window = np.maximum(window, 0.0)
+    if m <= k:
+        cut = np.where(up, ordered[n - k + m - 1] - median, median - ordered[k - m])
+        cut = np.maximum(cut, window)
+    else:  # more poisons than cut values: some always count
+        cut = np.full(d, np.inf)
+    if np.linalg.norm(np.minimum(window, r)) >= r:
+        u = _water_fill(np.zeros(d), window, r)
+    else:
+        u = _water_fill(window, cut, r)
+    point = median + np.where(up, 1.0, -1.0) * u
+    X_poison = np.tile(point, (m, 1))
+    return X_poison[:, 0] if is_1d else X_poison
+
+
+def trimmed_mean_shift_bound(X_clean, n_poison, trim_fraction, radius):
+    r"""An upper bound on how far ``n_poison`` poisons within ``radius`` of the clean coordinate-wise median can
+    move the trimmed mean: :math:`\|c\| + m r / (N - 2k)`, in the notation of :func:`trimmed_mean_attack` (the
+    bound holds for any poisons in the ball, also different ones; with :math:`m \le k` it is loose once the radius
+    reaches past the points beyond which poisons are cut)."""
+    _, _, m, _, r, _, _, c, slope = _trimmed_mean_attack_setting(X_clean, n_poison, trim_fraction, radius)
+    return float(np.linalg.norm(c) + slope * r)

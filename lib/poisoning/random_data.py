@@ -20,19 +20,18 @@ The label corruptions are plain functions of ``y``. The pixel corruptions are sc
 transformers of ``X`` (shape ``(n, d)``, one flattened image per row): ``fit`` learns what must be shared
 between the training and the test set (the permutation, the mean and variance) and returns ``self``;
 ``transform`` applies it. :func:`corrupt_dataset` applies any of the settings to a train/test split at once.
-All randomness comes from ``random_state`` (``None``, an integer seed or a ``numpy.random.RandomState``).
+All randomness comes from ``random_state`` (``None``, an integer seed, a ``numpy.random.RandomState`` or a
+``numpy.random.Generator``).
 """
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
-from sklearn.utils import check_random_state
 
 from poisoning._validation import check_images as _check_images
+from poisoning._validation import check_number, check_random_state
 
 __all__ = [
     "SETTINGS",
@@ -60,9 +59,7 @@ def _check_labels(y, name="y"):
 
 
 def _check_probability(p):
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"the corruption probability p must be a number in [0, 1], got {p!r}")
-    return float(p)
+    return check_number(p, "the corruption probability p", low=0, high=1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -79,7 +76,8 @@ def corrupt_labels(y, p, classes=None, random_state=None):
 
     ``classes`` is the label set :math:`\mathcal Y` to draw from (default: the distinct values of ``y``).
     Returns a new array with the shape and dtype of ``y``; ``y`` itself is not modified. Raises
-    ``ValueError`` for ``p`` outside ``[0, 1]``, labels that are not a 1-D array, or labels outside ``classes``.
+    ``ValueError`` for ``p`` outside ``[0, 1]``, labels that are not a 1-D array, or labels outside ``classes``;
+    ``TypeError`` for a ``p`` that is not a number.
     """
     y = _check_labels(y)
     p = _check_probability(p)
@@ -168,7 +166,7 @@ class RandomPixels(_PixelTransform):
     between training and test set.
 
     With an integer ``random_state`` every call to ``transform`` draws the same permutations (as scikit-learn
-    estimators do); pass a ``RandomState`` to get fresh ones on each call.
+    estimators do); pass a ``RandomState`` or a ``Generator`` to get fresh ones on each call.
     """
 
     def __init__(self, random_state=None):

@@ -27,21 +27,19 @@ defence                     outlier score :math:`s(x, y)`
 
 Each defence is a scikit-learn style estimator: ``fit(X, y)`` learns the scores, the per-class thresholds
 and which points survive (``keep_mask_``); ``filter(X, y)`` fits and returns the surviving points;
-``score(X, y)`` and ``is_feasible(X, y)`` test new points against the fitted feasible set.
+``score_samples(X, y)`` (one outlier score per point) and ``is_feasible(X, y)`` test new points against the
+fitted feasible set.
 """
 
 from __future__ import annotations
-
-from numbers import Integral, Real
 
 import numpy as np
 from scipy.spatial.distance import cdist
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from poisoning._validation import check_X, check_Xy
+from poisoning._validation import check_count, check_number, check_positive, check_random_state, check_Xy
 
 __all__ = [
     "SanitizationDefence",
@@ -57,17 +55,8 @@ __all__ = [
 
 # f * n_c is rounded down; the slack keeps e.g. 0.29 * 100 = 28.999999999999996 from losing a point.
 _FLOOR_SLACK = 1e-9
-
-
-# --------------------------------------------------------------------------------------------------
-# input checks
-# --------------------------------------------------------------------------------------------------
-def _check_X(X, n_features=None):
-    return check_X(X, n_features, fitted="the defence")
-
-
-def _check_Xy(X, y, n_features=None):
-    return check_Xy(X, y, n_features, fitted="the defence")
+# feasible_set_poisons: a norm below this times the scale it comes from (the weights, the data) is rounding error
+_NEGLIGIBLE = 1e-12
 
 
 # --------------------------------------------------------------------------------------------------
@@ -118,15 +107,18 @@ class SanitizationDefence(BaseEstimator):
         raise NotImplementedError
 
     def _check_data(self, X, y):
-        """Extra requirements of a defence on its training set (raise ``ValueError``)."""
+        """Extra requirements of a defence on its training set (raise ``ValueError`` or ``TypeError``)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True  # every score depends on the labels
+        return tags
 
     # -- public API --------------------------------------------------------------------------------
     def fit(self, X, y):
         """Score the training set ``(X, y)`` and decide, per class, which points to keep. Returns ``self``."""
-        f = self.removal_fraction
-        if isinstance(f, bool) or not isinstance(f, Real) or not 0 <= f < 1:
-            raise ValueError(f"removal_fraction must be a number in [0, 1), got {f!r}")
-        X, y = _check_Xy(X, y)
+        f = check_number(self.removal_fraction, "removal_fraction", low=0, high=1, high_open=True)
+        X, y = check_Xy(X, y, fitted="the defence")
         self.classes_ = np.unique(y)
         self.n_features_in_ = X.shape[1]
         self._check_data(X, y)
@@ -154,22 +146,23 @@ class SanitizationDefence(BaseEstimator):
         This is the sanitized training set a learner would then be trained on.
         """
         self.fit(X, y)
-        X, y = _check_Xy(X, y)
+        X, y = check_Xy(X, y, fitted="the defence")
         return X[self.keep_mask_], y[self.keep_mask_]
 
     def _check_labels(self, X, y):
         check_is_fitted(self, "threshold_")
-        X, y = _check_Xy(X, y, self.n_features_in_)
+        X, y = check_Xy(X, y, self.n_features_in_, fitted="the defence")
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if unknown.size:
             raise ValueError(f"labels {unknown.tolist()} were not seen in fit (classes are "
                              f"{self.classes_.tolist()})")
         return X, y
 
-    def score(self, X, y):
+    def score_samples(self, X, y):
         """Outlier scores of new points ``(X, y)`` under the fitted defence (higher is more suspicious).
 
-        Unlike scikit-learn's ``score`` methods this returns one number per point, not a summary.
+        One number per point, as scikit-learn's ``score_samples`` (scikit-learn's ``score`` means one number for
+        a whole data set); unlike it, the labels are needed, since every score depends on the point's class.
         """
         X, y = self._check_labels(X, y)
         return np.asarray(self._score(X, y), dtype=np.float64)
@@ -191,7 +184,7 @@ class SanitizationDefence(BaseEstimator):
         does not depend on the point being in the training set (all but :class:`KNNDefence`), except for
         points whose score ties the threshold exactly.
         """
-        scores = self.score(X, y)
+        scores = self.score_samples(X, y)
         return scores <= self.class_thresholds(y)
 
 
@@ -266,7 +259,7 @@ class SlabDefence(SanitizationDefence):
 
     def _check_data(self, X, y):
         if len(self.classes_) < 2:
-            raise ValueError("the slab defence needs at least two classes in y")
+            raise ValueError(f"the slab defence needs at least two classes in y, got 1 class: {self.classes_.tolist()}")
 
     def _fit_scores(self, X, y):
         self.centroids_ = _class_centroids(X, y, self.classes_)
@@ -319,7 +312,7 @@ class LossDefence(SanitizationDefence):
         if self.loss not in ("auto", "log", "hinge"):
             raise ValueError(f"loss must be 'auto', 'log' or 'hinge', got {self.loss!r}")
         if len(self.classes_) < 2:
-            raise ValueError("the loss defence needs at least two classes in y")
+            raise ValueError(f"the loss defence needs at least two classes in y, got 1 class: {self.classes_.tolist()}")
 
     def _fit_scores(self, X, y):
         estimator = LogisticRegression(max_iter=1000) if self.estimator is None else clone(self.estimator)
@@ -381,13 +374,11 @@ class KNNDefence(SanitizationDefence):
         self.per_class = per_class
 
     def _check_data(self, X, y):
-        k = self.n_neighbors
-        if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
-            raise ValueError(f"n_neighbors must be a positive integer, got {k!r}")
+        k = check_positive(self.n_neighbors, "n_neighbors", integer=True)
         smallest = min(np.sum(y == c) for c in self.classes_) if self.per_class else len(y)
         if smallest - 1 < k:
             where = "the smallest class has" if self.per_class else "the training set has"
-            raise ValueError(f"n_neighbors={k} needs more than {k} points, but {where} {smallest}")
+            raise ValueError(f"n_neighbors={k} needs more than {k} samples, but {where} {smallest} sample(s)")
 
     def _groups(self, y):
         """Pairs (mask of the points to score, mask of their candidate neighbours in the training set)."""
@@ -451,12 +442,10 @@ class SVDDefence(SanitizationDefence):
         self.n_components = n_components
 
     def _check_data(self, X, y):
-        k = self.n_components
-        if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
-            raise ValueError(f"n_components must be a positive integer, got {k!r}")
+        k = check_positive(self.n_components, "n_components", integer=True)
         if k >= X.shape[1] or k > X.shape[0]:
-            raise ValueError(f"n_components must be below the number of features ({X.shape[1]}) and at most "
-                             f"the number of points ({X.shape[0]}), got {k}")
+            raise ValueError(f"n_components must be below the number of features (n_features = {X.shape[1]}) and "
+                             f"at most the number of samples (n_samples = {X.shape[0]}), got {k}")
 
     def _fit_scores(self, X, y):
         self.centroids_ = _class_centroids(X, y, self.classes_)
@@ -483,11 +472,9 @@ def far_outliers(X, y, n_outliers, noise_scale, clip=None, random_state=None):
     ``None`` for no clipping). It keeps the label of the point it was copied from. Returns
     ``X_outliers, y_outliers``.
     """
-    X, y = _check_Xy(X, y)
-    if isinstance(n_outliers, bool) or not isinstance(n_outliers, Integral) or not 0 <= n_outliers <= len(X):
-        raise ValueError(f"n_outliers must be an integer in [0, {len(X)}], got {n_outliers!r}")
-    if isinstance(noise_scale, bool) or not isinstance(noise_scale, Real) or not noise_scale >= 0:
-        raise ValueError(f"noise_scale must be a non-negative number, got {noise_scale!r}")
+    X, y = check_Xy(X, y)
+    n_outliers = check_count(n_outliers, "n_outliers", high=len(X))
+    noise_scale = check_number(noise_scale, "noise_scale", low=0)
     rng = check_random_state(random_state)
     chosen = rng.choice(len(X), size=n_outliers, replace=False)
     X_out = X[chosen] + noise_scale * rng.standard_normal((n_outliers, X.shape[1]))
@@ -505,7 +492,8 @@ def removal_rates(keep_mask, is_poison):
     keep_mask = np.asarray(keep_mask)
     is_poison = np.asarray(is_poison)
     if keep_mask.dtype != bool or is_poison.dtype != bool:
-        raise ValueError("keep_mask and is_poison must be boolean arrays")
+        raise TypeError(f"keep_mask and is_poison must be boolean arrays, got dtypes {keep_mask.dtype} and "
+                        f"{is_poison.dtype}")
     if keep_mask.shape != is_poison.shape or keep_mask.ndim != 1:
         raise ValueError(f"keep_mask and is_poison must be 1-D of the same length, got shapes "
                          f"{keep_mask.shape} and {is_poison.shape}")
@@ -530,15 +518,20 @@ def feasible_set_poisons(X_clean, y_clean, n_poison, n_components=10, margin=0.9
     form: step along the slab normal as far as the slab allows, spend the rest of the radius on the orthogonal
     part of the gradient. All steps stay inside the SVD subspace, so the SVD residual is zero.
 
+    Degenerate cases have well-defined answers (no division by a zero norm): when no move inside the subspace
+    changes the model's margin (:math:`P w = 0`, e.g. a model with :math:`w = 0`) every feasible point is
+    equally bad and the point is the class centroid; when the slab's normal has no part in the subspace (e.g.
+    identical class centroids, which make the slab direction zero) the slab does not constrain the step, which
+    then spends the whole radius along the gradient; a gradient parallel to the slab normal leaves nothing for
+    the orthogonal step; a class without spread (radius 0) gets its centroid.
+
     Returns ``X_poison, y_poison``: ``n_poison`` copies of the two points, labels alternating between the
     classes. A greedy stand-in for the influence attack of Koh et al. (2022), which also accounts for how the
     model moves once the poisons are in the training set.
     """
-    X_clean, y_clean = _check_Xy(X_clean, y_clean)
-    if isinstance(n_poison, bool) or not isinstance(n_poison, Integral) or n_poison < 0:
-        raise ValueError(f"n_poison must be a non-negative integer, got {n_poison!r}")
-    if isinstance(margin, bool) or not isinstance(margin, Real) or not 0 < margin <= 1:
-        raise ValueError(f"margin must lie in (0, 1], got {margin!r}")
+    X_clean, y_clean = check_Xy(X_clean, y_clean, name_X="X_clean", name_y="y_clean")
+    n_poison = check_count(n_poison, "n_poison")
+    margin = check_number(margin, "margin", low=0, high=1, low_open=True)
     if len(np.unique(y_clean)) != 2:
         raise ValueError("feasible_set_poisons needs exactly two classes")
     sphere, slab = L2Defence().fit(X_clean, y_clean), SlabDefence().fit(X_clean, y_clean)
@@ -547,17 +540,87 @@ def feasible_set_poisons(X_clean, y_clean, n_poison, n_components=10, margin=0.9
     model.fit(X_clean, y_clean)
     w = np.ravel(model.coef_)
     P = svd.components_.T @ svd.components_  # moving inside this subspace leaves the SVD residual at 0
+    scale = np.linalg.norm(X_clean, axis=1).max()  # the rounding error of a centroid is relative to this
     points = []
     for i, label in enumerate(sphere.classes_):
         sign = 1.0 if label == model.classes_[1] else -1.0
         g = P @ (-sign * w)  # the direction that most lowers the margin of `label`
         v = P @ slab.directions_[i]
-        v_hat = v / np.linalg.norm(v)
         radius = margin * sphere.threshold_[i]
-        half_width = margin * slab.threshold_[i] / np.linalg.norm(v)
-        along, across = g @ v_hat, g - (g @ v_hat) * v_hat
-        a = np.clip(radius * along / np.linalg.norm(g), -half_width, half_width)  # step along the slab normal
-        b = np.sqrt(max(radius**2 - a**2, 0.0))  # and spend the rest of the ball on the orthogonal direction
-        points.append(sphere.centroids_[i] + a * v_hat + b * across / np.linalg.norm(across))
+        point = sphere.centroids_[i].copy()
+        # norms below _NEGLIGIBLE times their scale (|w| for g, the data for v) are rounding errors: zero
+        g_norm, v_norm = np.linalg.norm(g), np.linalg.norm(v)
+        if g_norm > _NEGLIGIBLE * np.linalg.norm(w):  # else no feasible move changes the margin: the centroid
+            if v_norm > _NEGLIGIBLE * scale:
+                v_hat = v / v_norm
+                half_width = margin * slab.threshold_[i] / v_norm
+            else:  # the slab normal has no part in the subspace: the slab does not constrain the step
+                v_hat, half_width = np.zeros_like(v), np.inf
+            along, across = g @ v_hat, g - (g @ v_hat) * v_hat
+            a = np.clip(radius * along / g_norm, -half_width, half_width)  # step along the slab normal
+            b = np.sqrt(max(radius**2 - a**2, 0.0))  # and spend the rest of the ball on the orthogonal direction
+            across_norm = np.linalg.norm(across)
+            point += a * v_hat
+            if across_norm > _NEGLIGIBLE * g_norm:  # else the gradient is along the slab normal
+                point += b * across / across_norm
+        points.append(point)
     y_poison = np.resize(sphere.classes_, n_poison)
     return np.array(points)[np.searchsorted(sphere.classes_, y_poison)], y_poison
+
+
+# --------------------------------------------------------------------------------------------------
+# a targeted attack that moves the feasible set instead of staying inside it
+# --------------------------------------------------------------------------------------------------
+def centroid_shift_poisons(X_clean, y_clean, x_target, wrong_label, n_poison):
+    r"""A targeted attack past the sphere and slab defences: drag the centroid of the wrong class onto the target.
+
+    The reference attack of assignment 2, Part F (``solutions/assignment2/``), where students design a targeted
+    attack against the L2 and slab defences of the chapter "Data sanitization defences"
+    (``chapters/05_sanitization.md``); neither the chapter nor the assignment prints it.
+
+    The idea. The L2 and slab defences measure every point against class centroids that they estimate from the
+    training set they are given, poisons included, and the empirical mean is not robust (chapter "Poisoning the
+    mean"): a single point placed far enough away puts it anywhere. Let class :math:`c` (``wrong_label``) hold
+    :math:`n_c` clean points with centroid :math:`\mu_c`. The attacker adds :math:`k - 1` exact copies of the
+    target :math:`x_t`, labelled :math:`c`, and one **decoy**, also labelled :math:`c`, at
+
+    .. math:: d = (n_c + 1)\, x_t - n_c\, \mu_c,
+              \qquad\text{so that}\qquad
+              \frac{n_c\, \mu_c + (k - 1)\, x_t + d}{n_c + k} = x_t :
+
+    in the poisoned training set the centroid of class :math:`c` *is* the target. The copies sit on it, so their
+    L2 score :math:`\lVert x - \mu_c \rVert_2` and their slab score
+    :math:`\lvert\langle x - \mu_c, v_c\rangle\rvert` are 0, the lowest of their class, whatever the slab's
+    direction :math:`v_c`; the decoy, about :math:`n_c` times farther out than the class's points, has the
+    highest scores and is removed, and the rest of the removal budget goes to the clean points of class
+    :math:`c` farthest from the target. The victim then trains on the clean data (less a few points) and
+    :math:`k - 1` copies of the target with the wrong label: the naive targeted attack of the chapter "Learning
+    in the benign setting, and the threat model", which a defence whose budget covers the poisons removes
+    entirely, now let through by the same defence. The attack does not stay inside the feasible set computed
+    from the clean data; it moves the feasible set.
+
+    Any number of classes. Needs ``n_poison >= 2`` (the decoy alone changes nothing the victim trains on).
+    Returns ``X_poison, y_poison``: the copies first, the decoy last, all labelled ``wrong_label`` (with the
+    dtype of ``y_clean``).
+    """
+    from poisoning._validation import as_float_array, check_count, check_Xy
+
+    X_clean, y_clean = check_Xy(X_clean, y_clean, name_X="X_clean", name_y="y_clean")
+    x_target = as_float_array(x_target, "x_target")
+    if x_target.shape != (X_clean.shape[1],):
+        raise ValueError(f"x_target must have shape ({X_clean.shape[1]},), one value per feature of X_clean, "
+                         f"got shape {x_target.shape}")
+    if not np.all(np.isfinite(x_target)):
+        raise ValueError("x_target contains NaN or infinite values")
+    n_poison = check_count(n_poison, "n_poison", low=2)
+    in_class = y_clean == wrong_label
+    if isinstance(wrong_label, (bool, np.bool_)) or not np.any(in_class):
+        raise ValueError(f"wrong_label must be one of the labels of y_clean {np.unique(y_clean).tolist()}, "
+                         f"got {wrong_label!r}")
+    n_class = int(in_class.sum())
+    decoy = (n_class + 1) * x_target - n_class * X_clean[in_class].mean(axis=0)
+    X_poison = np.vstack([np.repeat(x_target[None, :], n_poison - 1, axis=0), decoy[None, :]])
+    return X_poison, np.full(n_poison, wrong_label, dtype=y_clean.dtype)
+
+
+__all__ += ["centroid_shift_poisons"]

@@ -15,9 +15,11 @@ hinge loss of the retrained SVM on a validation set,
 
 .. math::
 
-    L(x_c) = \sum_{k=1}^{m} \max\bigl(0,\; 1 - y_k f_{x_c}(x_k)\bigr).
+    J(x_c) = \sum_{j=1}^{m} \max\bigl(0,\; 1 - y_j f(x_j; \hat\theta(x_c))\bigr),
 
-:math:`L` depends on :math:`x_c` only through the SVM's solution :math:`(\alpha, b)`. While :math:`x_c` moves a
+with :math:`\hat\theta(x_c)` the SVM trained with the attack point.
+
+:math:`J` depends on :math:`x_c` only through the SVM's solution :math:`(\alpha, b)`. While :math:`x_c` moves a
 little, the KKT conditions keep the margin support vectors :math:`S` (those with :math:`0 < \alpha_s < C`) on the
 margin, :math:`y_s f(x_s) = 1`, and the other dual variables at :math:`0` or :math:`C`. Differentiating these
 equalities and :math:`\sum_j y_j \alpha_j = 0` gives a linear system for the derivatives,
@@ -28,7 +30,7 @@ equalities and :math:`\sum_j y_j \alpha_j = 0` gives a linear system for the der
     \begin{bmatrix} \partial \alpha_S / \partial x_c \\ \partial b / \partial x_c \end{bmatrix}
     = - \begin{bmatrix} \alpha_c \, \partial Q_{Sc} / \partial x_c \\ 0 \end{bmatrix},
 
-and the chain rule through :math:`f(x_k)` gives :math:`\partial L / \partial x_c`. Projected gradient ascent
+and the chain rule through :math:`f(x_j)` gives :math:`\partial J / \partial x_c`. Projected gradient ascent
 within a box (the pixel range, or the data's bounding box) then moves the point; several points are
 added one after the other, each optimised with the earlier ones fixed in the training set.
 """
@@ -38,10 +40,12 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.svm import SVC
-from sklearn.utils import check_random_state
+from sklearn.utils import ClassifierTags
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from poisoning._validation import (as_float_array, check_count, check_number, check_positive, check_random_state,
+                                   check_Xy)
 from poisoning.threat_model import empirical_risk
 
 __all__ = ["SVMPoisoningAttack", "svm_poisons", "validation_hinge_loss", "poisoning_gradient"]
@@ -53,16 +57,10 @@ _KERNELS = ("linear", "rbf")
 # input checks
 # --------------------------------------------------------------------------------------------------
 def _check_Xy(X, y, name_X, name_y, d=None):
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y)
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"{name_X} must have shape (n, d) with n >= 1, got shape {X.shape}")
+    """:func:`~poisoning._validation.check_Xy`, and ``d`` features (those of ``X_train``) when given."""
+    X, y = check_Xy(X, y, name_X=name_X, name_y=name_y, fitted="the attack")
     if d is not None and X.shape[1] != d:
         raise ValueError(f"{name_X} must have {d} features like X_train, got {X.shape[1]}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError(f"{name_X} contains NaN or infinite values")
-    if y.ndim != 1 or len(y) != len(X):
-        raise ValueError(f"{name_y} must have shape ({len(X)},) to match {name_X}, got shape {y.shape}")
     return X, y
 
 
@@ -73,14 +71,6 @@ def _signs(y, classes):
     if unknown.size:
         raise ValueError(f"labels {unknown.tolist()} are not among the training classes {list(classes)}")
     return np.where(y == classes[1], 1.0, -1.0)
-
-
-def _check_positive(value, name, integer=False):
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not np.isfinite(value) or value <= 0:
-        what = "a positive integer" if integer else "a positive number"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
-    return int(value) if integer else float(value)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,7 +119,7 @@ def validation_hinge_loss(svm, X_val, y_val):
 
 
 def poisoning_gradient(svm, X_train, y_train, X_val, y_val, index=-1, bound_tol=1e-6):
-    r"""Gradient :math:`\partial L / \partial x_c` of the validation hinge loss w.r.t. one training point.
+    r"""Gradient :math:`\partial J / \partial x_c` of the validation hinge loss w.r.t. one training point.
 
     ``svm`` is an :class:`~sklearn.svm.SVC` (linear or RBF kernel with numeric ``gamma``) already fitted on
     ``X_train, y_train``, and ``x_c = X_train[index]`` is the attack point. With :math:`\alpha, b` read from
@@ -144,19 +134,19 @@ def poisoning_gradient(svm, X_train, y_train, X_val, y_val, index=-1, bound_tol=
         \begin{bmatrix} \partial\alpha_S/\partial x_c \\ \partial b/\partial x_c \end{bmatrix}
         = -\begin{bmatrix} \alpha_c\, y_S y_c\, \partial K(x_c, x_S)/\partial x_c \\ 0 \end{bmatrix}.
 
-    For validation points with positive hinge loss, :math:`\partial f(x_k)/\partial x_c =
-    \sum_{s \in S} y_s K(x_s, x_k)\,\partial\alpha_s/\partial x_c + \alpha_c y_c\,\partial K(x_c, x_k)/\partial x_c
+    For validation points with positive hinge loss, :math:`\partial f(x_j)/\partial x_c =
+    \sum_{s \in S} y_s K(x_s, x_j)\,\partial\alpha_s/\partial x_c + \alpha_c y_c\,\partial K(x_c, x_j)/\partial x_c
     + \partial b/\partial x_c`, and
 
     .. math::
 
-        \frac{\partial L}{\partial x_c} = -\sum_{k:\, y_k f(x_k) < 1} y_k \frac{\partial f(x_k)}{\partial x_c}.
+        \frac{\partial J}{\partial x_c} = -\sum_{j:\, y_j f(x_j) < 1} y_j \frac{\partial f(x_j)}{\partial x_c}.
 
     This is the paper's derivation, in which :math:`\alpha_c` is constant (exact when the attack point is an
     error vector, :math:`\alpha_c = C`, or is not a support vector). When the attack point is itself a margin
     support vector, its own equation :math:`y_c f(x_c) = 1` moves with :math:`x_c` too; that row of the system
     then carries :math:`y_c \sum_j \alpha_j y_j \partial K(x_c, x_j) / \partial x_c`, which keeps the gradient
-    exact. Only the sum over :math:`k` is needed, so instead of solving the system for all ``d`` columns of
+    exact. Only the sum over :math:`j` is needed, so instead of solving the system for all ``d`` columns of
     the right-hand side, the code solves the transposed system once for the vector that collects the sum (the
     adjoint trick; the matrix is symmetric). A singular system (more margin support vectors than the kernel
     has dimensions) is solved in the least-squares sense. Returns an array of shape ``(d,)``.
@@ -222,15 +212,15 @@ class SVMPoisoningAttack(BaseEstimator):
 
     Each poison point :math:`(x_c, y_c)` starts as a copy of a random training point of the other class
     (a label flip, so that it is an error vector with :math:`\alpha_c = C` and has influence on the model),
-    then follows projected gradient ascent on the validation hinge loss :math:`L` of the retrained SVM,
+    then follows projected gradient ascent on the validation hinge loss :math:`J` of the retrained SVM,
 
     .. math::
 
-        x_c \leftarrow \Pi_{[\ell, h]}\Bigl(x_c + \eta\, \frac{\nabla L(x_c)}{\lVert \nabla L(x_c) \rVert}\Bigr),
+        x_c \leftarrow \Pi_{[x_{\min}, x_{\max}]}\Bigl(x_c + h\, \frac{\nabla J(x_c)}{\lVert \nabla J(x_c) \rVert}\Bigr),
 
-    where :math:`\Pi_{[\ell, h]}` clips to the box and :math:`\nabla L` is :func:`poisoning_gradient`. The SVM is
+    where :math:`\Pi_{[x_{\min}, x_{\max}]}` clips to the box and :math:`\nabla J` is :func:`poisoning_gradient`. The SVM is
     retrained after every step. The gradient is only valid while the set of margin support vectors stays
-    the same, so a step that lowers :math:`L` is retried with half the step size (at most ``max_halvings``
+    the same, so a step that lowers :math:`J` is retried with half the step size (at most ``max_halvings``
     times); when no step helps, the point has reached a local maximum and its optimisation stops early.
     With ``n_poison > 1`` the points are added one after the other, each optimised with the earlier ones
     fixed in the training set.
@@ -246,7 +236,7 @@ class SVMPoisoningAttack(BaseEstimator):
         ``1 / (d * X_train.var())`` of the clean data (scikit-learn's ``"scale"``), so that it does not drift
         as the poison moves. Ignored by the linear kernel.
     step_size : float
-        Euclidean length :math:`\eta` of each step (the gradient is normalised).
+        Euclidean length :math:`h` of each step (the gradient is normalised).
     n_iter : int
         Maximum number of gradient steps per poison point.
     n_poison : int
@@ -260,12 +250,12 @@ class SVMPoisoningAttack(BaseEstimator):
         Number of random label-flipped copies tried as the start of each point; the one with the highest
         validation loss is kept. ``1`` is the paper's choice.
     max_halvings : int
-        How often a step that lowers :math:`L` is halved before the optimisation of that point stops.
+        How often a step that lowers :math:`J` is halved before the optimisation of that point stops.
     tol : float
-        The optimisation of a point also stops when a step raises :math:`L` by less than ``tol``.
+        The optimisation of a point also stops when a step raises :math:`J` by less than ``tol``.
     svm_tol : float
         Stopping tolerance of the SVM solver; small, so that retrained models are accurate.
-    random_state : int, RandomState or None
+    random_state : int, RandomState, Generator or None
         Seeds the choice of labels and starting points.
     progress : bool
         Show a tqdm progress bar.
@@ -274,6 +264,8 @@ class SVMPoisoningAttack(BaseEstimator):
     ----------
     classes_ : array of shape (2,)
         The two labels; ``classes_[1]`` is :math:`+1`.
+    n_features_in_ : int
+        Number of features of the training set.
     gamma_ : float or None
         The RBF width actually used.
     bounds_ : tuple of arrays
@@ -286,7 +278,7 @@ class SVMPoisoningAttack(BaseEstimator):
         The SVM fitted on the clean training set plus all poison points.
     history_ : list of dict
         One dict per poison point with arrays indexed by iteration (entry 0 is the starting point):
-        ``"val_loss"`` (:math:`L`), ``"val_error"``, ``"test_error"`` (NaN without a test set) and
+        ``"val_loss"`` (:math:`J`), ``"val_error"``, ``"test_error"`` (NaN without a test set) and
         ``"trajectory"`` (the point, shape ``(iterations + 1, d)``).
     n_iter_ : list of int
         Steps taken for each poison point.
@@ -310,24 +302,26 @@ class SVMPoisoningAttack(BaseEstimator):
         self.random_state = random_state
         self.progress = progress
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.classifier_tags = ClassifierTags(multi_class=False)  # y holds the labels of a binary problem
+        return tags
+
     # ----------------------------------------------------------------------------------------------
     def _check_params(self):
-        _check_positive(self.C, "C")
+        check_positive(self.C, "C")
         if self.kernel not in _KERNELS:
             raise ValueError(f"kernel must be one of {_KERNELS}, got {self.kernel!r}")
         if self.gamma is not None:
-            _check_positive(self.gamma, "gamma")
-        _check_positive(self.step_size, "step_size")
-        _check_positive(self.n_iter, "n_iter", integer=True)
-        _check_positive(self.n_poison, "n_poison", integer=True)
-        _check_positive(self.n_init, "n_init", integer=True)
-        _check_positive(self.svm_tol, "svm_tol")
-        if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float, np.integer, np.floating)) \
-                or not self.tol >= 0:
-            raise ValueError(f"tol must be a non-negative number, got {self.tol!r}")
-        if isinstance(self.max_halvings, bool) or not isinstance(self.max_halvings, (int, np.integer)) \
-                or self.max_halvings < 0:
-            raise ValueError(f"max_halvings must be a non-negative integer, got {self.max_halvings!r}")
+            check_positive(self.gamma, "gamma")
+        check_positive(self.step_size, "step_size")
+        check_positive(self.n_iter, "n_iter", integer=True)
+        check_positive(self.n_poison, "n_poison", integer=True)
+        check_positive(self.n_init, "n_init", integer=True)
+        check_positive(self.svm_tol, "svm_tol")
+        check_number(self.tol, "tol", low=0)
+        check_count(self.max_halvings, "max_halvings")
 
     def _check_bounds(self, X_train):
         d = X_train.shape[1]
@@ -335,11 +329,14 @@ class SVMPoisoningAttack(BaseEstimator):
             return X_train.min(0), X_train.max(0)
         try:
             low, high = self.bounds
-        except (TypeError, ValueError):
+        except TypeError:
+            raise TypeError(f"bounds must be None or a pair (low, high), got {self.bounds!r}") from None
+        except ValueError:
             raise ValueError(f"bounds must be None or a pair (low, high), got {self.bounds!r}") from None
+        low, high = as_float_array(low, "bounds[0]"), as_float_array(high, "bounds[1]")
         try:
-            low = np.broadcast_to(np.asarray(low, dtype=np.float64), (d,)).copy()
-            high = np.broadcast_to(np.asarray(high, dtype=np.float64), (d,)).copy()
+            low = np.broadcast_to(low, (d,)).copy()
+            high = np.broadcast_to(high, (d,)).copy()
         except ValueError:
             raise ValueError(f"bounds must be scalars or arrays of shape ({d},)") from None
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
@@ -362,10 +359,11 @@ class SVMPoisoningAttack(BaseEstimator):
         test_error = np.nan if X_test is None else empirical_risk(svm, X_test, y_test)
         return svm, loss, val_error, test_error
 
-    def fit(self, X_train, y_train, X_val, y_val, X_test=None, y_test=None, X_init=None):
+    def fit(self, X_train, y_train, X_val=None, y_val=None, X_test=None, y_test=None, X_init=None):
         """Optimise ``n_poison`` poison points against an SVM trained on ``X_train, y_train``.
 
-        ``X_val, y_val`` define the attacker's objective; ``X_test, y_test`` (optional) are only monitored.
+        ``X_val, y_val`` define the attacker's objective; without them (``None``) the attacker maximises the
+        hinge loss on the clean training set itself. ``X_test, y_test`` (optional) are only monitored.
         ``X_init`` (shape ``(n_poison, d)``) gives the starting points instead of label-flipped copies of
         training points; then a point without ``poison_label`` gets the label the clean SVM does not
         predict there. Returns ``self``.
@@ -374,8 +372,13 @@ class SVMPoisoningAttack(BaseEstimator):
         d = X_train.shape[1]
         classes = np.unique(y_train)
         if len(classes) != 2:
-            raise ValueError(f"y_train must contain exactly two classes, got {len(classes)}: {classes.tolist()}")
+            raise ValueError(f"y_train must contain exactly two classes, got {len(classes)} "
+                             f"class{'' if len(classes) == 1 else 'es'}: {classes.tolist()}")
         self._check_params()
+        if (X_val is None) != (y_val is None):
+            raise ValueError("give both X_val and y_val, or neither")
+        if X_val is None:
+            X_val, y_val = X_train, y_train
         X_val, y_val = _check_Xy(X_val, y_val, "X_val", "y_val", d=d)
         _signs(y_val, classes)
         if (X_test is None) != (y_test is None):
@@ -388,7 +391,7 @@ class SVMPoisoningAttack(BaseEstimator):
                              f"got {self.poison_label!r}")
         low, high = self._check_bounds(X_train)
         if X_init is not None:
-            X_init = np.asarray(X_init, dtype=np.float64)
+            X_init = as_float_array(X_init, "X_init")
             if X_init.shape != (self.n_poison, d):
                 raise ValueError(f"X_init must have shape ({self.n_poison}, {d}), got {X_init.shape}")
             if np.any(X_init < low) or np.any(X_init > high):
@@ -404,6 +407,7 @@ class SVMPoisoningAttack(BaseEstimator):
         d = X_train.shape[1]
         rng = check_random_state(self.random_state)
         self.classes_ = classes
+        self.n_features_in_ = d
         self.gamma_ = None
         if self.kernel == "rbf":
             self.gamma_ = float(self.gamma) if self.gamma is not None else 1.0 / (d * X_train.var())
@@ -473,7 +477,7 @@ class SVMPoisoningAttack(BaseEstimator):
             grad[((x <= low) & (grad < 0)) | ((x >= high) & (grad > 0))] = 0.0
             norm = np.linalg.norm(grad)
             if not np.isfinite(norm) or norm == 0:
-                break  # x_c is not a support vector (no influence on L) or sits at a flat spot
+                break  # x_c is not a support vector (no influence on J) or sits at a flat spot
             for _ in range(self.max_halvings + 1):
                 X_all[-1] = np.clip(x + eta * grad / norm, low, high)  # step, then project onto the box
                 trial = self._evaluate(X_all, y_all, X_val, y_val, X_test, y_test)  # retrain the SVM
@@ -495,7 +499,7 @@ class SVMPoisoningAttack(BaseEstimator):
         bar.update(self.n_iter - (len(record["val_loss"]) - 1))
         return svm, {key: np.array(value) for key, value in record.items()}
 
-    def generate(self, X_train, y_train, X_val, y_val, **kwargs):
+    def generate(self, X_train, y_train, X_val=None, y_val=None, **kwargs):
         """Fit, then return the poison set ``(X_poison, y_poison)``, ready for
         :func:`~poisoning.threat_model.poison_dataset`."""
         self.fit(X_train, y_train, X_val, y_val, **kwargs)

@@ -2,28 +2,28 @@
 
 Defined in chapter "Learning in the benign setting, and the threat model" (``chapters/01_threat_model.md``).
 
-The learner minimises the empirical risk on a training set :math:`\\mathcal D`. The attacker adds a
-poisoned set :math:`\\mathcal D^{(p)}` of ``k`` points, so the learner actually trains on
-:math:`\\mathcal D^{(c)} \\cup \\mathcal D^{(p)}`. The attacker wants either a **targeted** effect (one chosen
+The learner minimises the empirical risk on a clean training set :math:`\\mathcal D` of :math:`n` points. The
+attacker adds a poisoned set :math:`\\mathcal D_p` of :math:`n_p = \\epsilon n` points, so the learner actually trains
+on :math:`\\mathcal D' = \\mathcal D \\cup \\mathcal D_p`. The attacker wants either a **targeted** effect (one chosen
 test point misclassified) or a **distribution-wide** one (higher error on the whole test distribution).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.utils import check_random_state
+
+from poisoning._validation import as_float_array, check_count, check_number, check_random_state, check_Xy
 
 __all__ = ["empirical_risk", "poison_dataset", "label_flip_poisons", "targeted_poisons", "attack_report"]
 
 
-def _check_Xy(X, y, name_X="X", name_y="y"):
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y)
-    if X.ndim != 2:
-        raise ValueError(f"{name_X} must have shape (n, d), got {X.shape}")
-    if y.ndim != 1 or len(y) != len(X):
-        raise ValueError(f"{name_y} must have shape ({len(X)},), got {y.shape}")
-    return X, y
+def _predict_function(model, name="predict"):
+    """The function ``X -> labels`` of a fitted estimator (its ``predict``) or of a plain callable."""
+    f = model.predict if hasattr(model, "predict") else model
+    if not callable(f):
+        raise TypeError(f"{name} must be a fitted estimator (with predict) or a function X -> labels, "
+                        f"got {model!r} of type {type(model).__name__}")
+    return f
 
 
 def empirical_risk(predict, X, y):
@@ -32,25 +32,25 @@ def empirical_risk(predict, X, y):
     ``predict`` is a fitted estimator (anything with ``predict``) or a function ``X -> labels``. On the
     training set this is the training error; on held-out samples from :math:`D` it estimates the risk.
     """
-    X, y = _check_Xy(X, y)
-    f = predict.predict if hasattr(predict, "predict") else predict
-    if not callable(f):
-        raise TypeError("predict must be a fitted estimator or a function X -> labels")
+    X, y = check_Xy(X, y)
+    f = _predict_function(predict)
     return float(np.mean(np.asarray(f(X)) != y))
 
 
 def poison_dataset(X_clean, y_clean, X_poison, y_poison):
-    r"""The training set the learner sees: :math:`\mathcal D^{(c)} \cup \mathcal D^{(p)}`.
+    r"""The training set the learner sees: :math:`\mathcal D' = \mathcal D \cup \mathcal D_p`.
 
     Returns ``X_train, y_train, is_poison``; the poisons come last and ``is_poison`` marks them (the
     learner never sees this mask; the chapters use it to evaluate defences).
     """
-    X_clean, y_clean = _check_Xy(X_clean, y_clean, "X_clean", "y_clean")
-    X_poison = np.asarray(X_poison, dtype=np.float64)
+    X_clean, y_clean = check_Xy(X_clean, y_clean, name_X="X_clean", name_y="y_clean")
+    X_poison = as_float_array(X_poison, "X_poison")
     if X_poison.size == 0:
         X_poison = X_poison.reshape(0, X_clean.shape[1])
     if X_poison.ndim != 2 or X_poison.shape[1] != X_clean.shape[1]:
         raise ValueError(f"X_poison must have shape (k, {X_clean.shape[1]}), got {X_poison.shape}")
+    if not np.all(np.isfinite(X_poison)):
+        raise ValueError("X_poison contains NaN or infinite values")
     y_poison = np.asarray(y_poison).ravel()
     if len(X_poison) != len(y_poison):
         raise ValueError(f"X_poison has {len(X_poison)} points but y_poison has {len(y_poison)} labels")
@@ -66,9 +66,8 @@ def label_flip_poisons(X, y, n_poison, random_state=None):
     Each copy gets a label drawn uniformly from the *other* classes present in ``y``. Returns
     ``X_poison, y_poison``.
     """
-    X, y = _check_Xy(X, y)
-    if isinstance(n_poison, bool) or not isinstance(n_poison, (int, np.integer)) or not 0 <= n_poison <= len(X):
-        raise ValueError(f"n_poison must be an integer in [0, {len(X)}], got {n_poison!r}")
+    X, y = check_Xy(X, y)
+    n_poison = check_count(n_poison, "n_poison", high=len(X))
     classes = np.unique(y)
     if len(classes) < 2:
         raise ValueError("label flipping needs at least two classes in y")
@@ -88,11 +87,11 @@ def targeted_poisons(x_target, wrong_label, n_poison, noise_scale=0.05, clip=(0.
     to ``clip`` (pixel range; ``None`` for no clipping). Returns ``X_poison, y_poison``. Such poisons are
     mislabelled and sit on top of the target, so they are easy to spot: Part III builds clean-label ones.
     """
-    x_target = np.asarray(x_target, dtype=np.float64).ravel()
-    if isinstance(n_poison, bool) or not isinstance(n_poison, (int, np.integer)) or n_poison < 0:
-        raise ValueError(f"n_poison must be a non-negative integer, got {n_poison!r}")
-    if noise_scale < 0:
-        raise ValueError(f"noise_scale must be non-negative, got {noise_scale!r}")
+    x_target = as_float_array(x_target, "x_target").ravel()
+    if x_target.size == 0 or not np.all(np.isfinite(x_target)):
+        raise ValueError(f"x_target must be a non-empty vector of finite numbers, got {x_target!r}")
+    n_poison = check_count(n_poison, "n_poison")
+    noise_scale = check_number(noise_scale, "noise_scale", low=0)
     rng = check_random_state(random_state)
     X_poison = x_target + noise_scale * rng.standard_normal((n_poison, x_target.size))
     if clip is not None:
@@ -103,16 +102,19 @@ def targeted_poisons(x_target, wrong_label, n_poison, noise_scale=0.05, clip=(0.
 def attack_report(model_clean, model_poisoned, X_test, y_test, x_target=None, y_target=None):
     """Compare a model trained on clean data with one trained on poisoned data.
 
-    Returns a dict with the test error of each (the distribution-wide goal) and, when a target is given,
-    each model's prediction on it and whether the attack flipped it (the targeted goal).
+    Each model is a fitted estimator (anything with ``predict``) or a function ``X -> labels``, as in
+    :func:`empirical_risk`. Returns a dict with the test error of each (the distribution-wide goal) and, when a
+    target is given, each model's prediction on it and whether the attack flipped it (the targeted goal).
     """
+    clean = _predict_function(model_clean, "model_clean")
+    poisoned = _predict_function(model_poisoned, "model_poisoned")
     report = {
-        "clean test error": empirical_risk(model_clean, X_test, y_test),
-        "poisoned test error": empirical_risk(model_poisoned, X_test, y_test),
+        "clean test error": empirical_risk(clean, X_test, y_test),
+        "poisoned test error": empirical_risk(poisoned, X_test, y_test),
     }
     if x_target is not None:
-        x = np.asarray(x_target, dtype=np.float64).reshape(1, -1)
-        before, after = model_clean.predict(x)[0].item(), model_poisoned.predict(x)[0].item()
+        x = as_float_array(x_target, "x_target").reshape(1, -1)
+        before, after = np.asarray(clean(x))[0].item(), np.asarray(poisoned(x))[0].item()
         report.update({
             "target label": None if y_target is None else np.asarray(y_target).item(),
             "clean prediction": before,

@@ -9,19 +9,21 @@ train networks reuse it. :func:`make_cnn`, the small convolutional network of Pa
 ``0..K-1``. It records the mini-batch loss at every step and the 0/1 error on the training set (and, if given,
 the test set) after every epoch, can stop as soon as the training error reaches zero, shows a ``tqdm``
 progress bar, and runs on the device of :func:`poisoning.device.get_device` (a GPU when there is one).
-Everything random (weight initialisation, mini-batch order) is seeded by ``random_state``.
+Everything random (weight initialisation, mini-batch order) is seeded by ``random_state``: an integer, a
+``numpy.random.RandomState``, a ``numpy.random.Generator`` (each deterministic) or ``None`` (a fresh seed).
 """
 
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from poisoning._validation import check_count, seed_from
 from poisoning.device import get_device
 
 __all__ = ["make_mlp", "make_cnn", "cnn_layer_index", "train", "predict", "error_rate", "TrainingHistory"]
@@ -29,16 +31,26 @@ __all__ = ["make_mlp", "make_cnn", "cnn_layer_index", "train", "predict", "error
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
 
 
-def _check_seed(random_state):
-    if random_state is None:
-        return int(np.random.SeedSequence().generate_state(1)[0] % 2**31)
-    if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral) or random_state < 0:
-        raise ValueError(f"random_state must be a non-negative integer or None, got {random_state!r}")
-    return int(random_state)
+def _torch_seed(random_state):
+    """The integer seed torch needs, from ``random_state``: an integer is its own seed (as before, so that a
+    seed gives the same network as always); a ``RandomState`` or a ``Generator`` gives one draw (deterministic
+    for a given state); ``None`` a fresh seed. ``TypeError`` for anything else, ``ValueError`` for a negative
+    integer."""
+    return seed_from(random_state)
+
+
+def _check_sizes(**sizes):
+    """Layer sizes: positive integers (``TypeError`` for a non-integer, ``ValueError`` for one below 1)."""
+    for name, size in sizes.items():
+        for value in (size if isinstance(size, (tuple, list)) else [size]):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"layer sizes must be positive integers, got {name}={size!r}")
+            if value < 1:
+                raise ValueError(f"layer sizes must be positive integers, got {name}={size!r}")
 
 
 def make_mlp(n_inputs: int, n_classes: int, hidden: Sequence[int] = (512,), activation: str = "relu",
-             random_state: int | None = None) -> nn.Sequential:
+             random_state: int | np.random.RandomState | np.random.Generator | None = None) -> nn.Sequential:
     """A multilayer perceptron ``n_inputs -> hidden[0] -> ... -> hidden[-1] -> n_classes`` (logits).
 
     Each hidden layer is ``Linear`` followed by ``activation`` (``"relu"``, ``"tanh"``, ``"sigmoid"`` or
@@ -46,15 +58,15 @@ def make_mlp(n_inputs: int, n_classes: int, hidden: Sequence[int] = (512,), acti
     initialised with torch's default rule from the seed ``random_state``, without touching torch's global
     random state. The model is on the CPU; :func:`train` moves it to its device.
     """
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Iterable):
+        raise TypeError(f"hidden must be a sequence of layer sizes, e.g. (512,) or (), got {hidden!r}")
+    _check_sizes(n_inputs=n_inputs, hidden=tuple(hidden), n_classes=n_classes)
     sizes = [n_inputs, *hidden, n_classes]
-    if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
-        raise ValueError(f"layer sizes must be positive integers, got n_inputs={n_inputs!r}, hidden={hidden!r}, "
-                         f"n_classes={n_classes!r}")
     if activation not in _ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(_ACTIVATIONS)}")
     layers: list[nn.Module] = []
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_check_seed(random_state))
+        torch.manual_seed(_torch_seed(random_state))
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(int(fan_in), int(fan_out)))
             if i < len(sizes) - 2:
@@ -63,7 +75,8 @@ def make_mlp(n_inputs: int, n_classes: int, hidden: Sequence[int] = (512,), acti
 
 
 def make_cnn(n_classes: int = 10, image_shape: tuple[int, int] = (28, 28), channels: Sequence[int] = (8, 16),
-             n_features: int = 64, random_state: int | None = None) -> nn.Sequential:
+             n_features: int = 64,
+             random_state: int | np.random.RandomState | np.random.Generator | None = None) -> nn.Sequential:
     """A small convolutional network for grey images given as flat rows (shape ``(n, height * width)``), so that
     :func:`train`, :func:`predict` and :func:`error_rate` take it like an MLP.
 
@@ -89,14 +102,11 @@ def make_cnn(n_classes: int = 10, image_shape: tuple[int, int] = (28, 28), chann
         raise ValueError(f"image_shape must be (height, width), both positive multiples of 4, got {image_shape!r}")
     if len(channels) != 2:
         raise ValueError(f"channels must give the number of maps of the two convolutions, got {channels!r}")
-    sizes = [n_classes, n_features, *channels]
-    if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
-        raise ValueError(f"n_classes, n_features and channels must be positive integers, got n_classes="
-                         f"{n_classes!r}, n_features={n_features!r}, channels={channels!r}")
+    _check_sizes(n_classes=n_classes, n_features=n_features, channels=tuple(channels))
     height, width = (int(s) for s in image_shape)
     c1, c2 = (int(c) for c in channels)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_check_seed(random_state))
+        torch.manual_seed(_torch_seed(random_state))
         layers = OrderedDict([
             ("unflatten", nn.Unflatten(1, (1, height, width))),
             ("conv1", nn.Conv2d(1, c1, kernel_size=5, padding=2)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
@@ -217,7 +227,9 @@ def _make_optimizer(optimizer, params, lr, momentum, weight_decay):
 
 def train(model: nn.Module, X, y, X_test=None, y_test=None, *, epochs: int = 100, batch_size: int = 32,
           optimizer: str | Callable = "sgd", lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
-          stop_at_zero_error: bool = False, random_state: int | None = 0, device=None, progress: bool = True,
+          stop_at_zero_error: bool = False,
+          random_state: int | np.random.RandomState | np.random.Generator | None = 0, device=None,
+          progress: bool = True,
           desc: str | None = None) -> TrainingHistory:
     """Train ``model`` (logits out) on ``(X, y)`` with cross-entropy and mini-batches; returns a
     :class:`TrainingHistory`. The model is trained in place and left on ``device``.
@@ -229,18 +241,17 @@ def train(model: nn.Module, X, y, X_test=None, y_test=None, *, epochs: int = 100
     mode. With ``stop_at_zero_error`` training ends after the first epoch with zero training error.
 
     ``device``: a ``torch.device``, a name, or ``None`` for :func:`~poisoning.device.get_device`.
-    ``random_state`` seeds the mini-batch order and anything random inside the model (dropout), without
-    touching torch's global random state. ``progress`` shows a ``tqdm`` bar over the epochs, labelled ``desc``.
+    ``random_state`` (an integer, a ``numpy.random.RandomState``, a ``numpy.random.Generator`` or ``None``) seeds
+    the mini-batch order and anything random inside the model (dropout), without touching torch's global
+    random state. ``progress`` shows a ``tqdm`` bar over the epochs, labelled ``desc``.
     """
     from tqdm.auto import tqdm
 
-    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    epochs = check_count(epochs, "epochs", low=1)
+    batch_size = check_count(batch_size, "batch_size", low=1)
     if (X_test is None) != (y_test is None):
         raise ValueError("give both X_test and y_test, or neither")
-    seed = _check_seed(random_state)
+    seed = _torch_seed(random_state)
     n_classes = _n_outputs(model)
     X_t, y_t = _as_tensors(X, y, n_classes, "")
     if len(X_t) == 0:
