@@ -3,11 +3,13 @@
 Everything runs in a temporary copy of the course folder (nbgrader_config.py and solutions/), never in the
 working tree's release/, submitted/ ... One ``course autograde`` call grades a batch of submissions built from
 the released notebook: the solution, the untouched student version, plausible but wrong answers (each with its
-exact partial score) and answers that import the reference implementation, which is not importable in the seal.
+exact partial score, among them attacks of Part D that do too little damage) and answers that import the reference
+implementation, which is not importable in the seal.
 Hostile submissions (crashes, loops, bombs, tampering) are in ``test_hostile_submissions.py``.
 
 The fast tests at the end check the notebook's nbgrader metadata, the checks the grader records from it (against
-the reference library and the solution), and the check API's local mode.
+the reference library and the solution), and the check API's local mode; Part D's judge and the thresholds are
+tested in ``test_assignment1.py``.
 """
 
 import csv
@@ -23,15 +25,24 @@ from grading_helpers import ROOT, cell_by_id, edited, read_nb, run_cli, source_o
 ASSIGNMENT = "assignment1"
 SOURCE = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
 
-SOLUTION_CELLS = ["part_a_solution", "part_b_solution", "part_c_solution"]
+HIDDEN_MODULES = ["poisoning.mean_estimation"]
+SOLUTION_CELLS = ["part_a_solution", "part_b_solution", "part_c_solution", "part_d_solution"]
+STUDENT_FUNCTIONS = ["distance_filter", "filtered_mean", "adaptive_attack", "trimmed_mean", "attack_trimmed_mean"]
 TEST_CELLS = {  # grade id -> points
     "test_part_a_visible": 1, "test_part_a_hidden": 3,
     "test_part_b_visible": 1, "test_part_b_hidden": 3,
     "test_part_c_visible": 1, "test_part_c_hidden": 2,
+    # Part D is graded by its outcome: the damage of the student's poisons, at least 50% and 80% of the reference's
+    "test_part_d_visible": 1, "test_part_d_hidden": 2, "test_part_d_strong_hidden": 2,
 }
-PART_OF = {gid: gid.split("_")[2] for gid in TEST_CELLS}  # "a", "b", "c"
-WRITTEN_CELLS = {"answer_d1": 2, "answer_d2": 2}
-AUTOGRADED_MAX = sum(TEST_CELLS.values())  # 11
+OUTCOME_CELLS = ["test_part_d_hidden", "test_part_d_strong_hidden"]
+PART_OF = {gid: gid.split("_")[2] for gid in TEST_CELLS}  # "a", "b", "c", "d"
+WRITTEN_CELLS = {"answer_e1": 2, "answer_e2": 2}
+AUTOGRADED_MAX = sum(TEST_CELLS.values())  # 16
+MAX_SCORE = AUTOGRADED_MAX + sum(WRITTEN_CELLS.values())  # 20
+# the library's function each student function is checked against (Part D: the reference attack whose damage sets
+# the thresholds)
+REFERENCES = {name: name for name in STUDENT_FUNCTIONS} | {"attack_trimmed_mean": "trimmed_mean_attack"}
 
 # the seal's limits for the batch: a normal student needs a few CPU seconds and well under 1 GB
 LIMITS = ["--jobs", "2", "--cell-timeout", "120", "--cpu-seconds", "60", "--memory-mb", "2048", "--timeout", "120"]
@@ -45,6 +56,25 @@ def solution_code():
     return helpers.solution_code(SOURCE, SOLUTION_CELLS)
 
 
+def pasted_library_code(names):
+    """The library's functions ``names`` pasted into a notebook: their source (with the helpers of their module among
+    ``names``), and the imports of the library's shared input checks (``poisoning._validation``, importable in the
+    seal)."""
+    import ast
+    import inspect
+
+    import poisoning.mean_estimation as me
+
+    module = inspect.getsource(me)
+    imports = []
+    for node in ast.parse(module).body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "_validation":
+            node.module, node.level = "poisoning._validation", 0
+            imports.append(ast.unparse(node))
+    own = [name for name in names if getattr(me, name).__module__ == me.__name__]
+    return "\n".join(imports) + "\n\n\n" + "\n\n".join(inspect.getsource(getattr(me, name)) for name in own)
+
+
 def submissions(released_nb):
     """``{student: notebook JSON text}`` for the batch, built from the released notebook."""
     sol = solution_code()
@@ -52,11 +82,7 @@ def submissions(released_nb):
     def student(replacements):
         return helpers.with_cells(released_nb, replacements)
 
-    a, b, c = (sol[g] for g in SOLUTION_CELLS)
-    import inspect
-
-    import poisoning.mean_estimation as me
-
+    a, b, c, _ = (sol[g] for g in SOLUTION_CELLS)
     return {
         "solution": student(sol),
         "blank": student({}),
@@ -76,8 +102,22 @@ def submissions(released_nb):
                 return float(values[k : len(values) - k].mean())
             """)}),
         # the library's source pasted into the notebook: it runs, and the similarity report shows where it is from
-        "pasted": student({**sol, "part_c_solution": "\n\n".join(
-            inspect.getsource(getattr(me, name)) for name in ("_as_samples", "_as_output", "trimmed_mean"))}),
+        "pasted": student({**sol, "part_a_solution": pasted_library_code(["_as_samples", "_as_output",
+                                                                           "distance_filter", "filtered_mean"]),
+                           "part_c_solution": pasted_library_code(["_as_samples", "_as_output", "trimmed_mean"])}),
+        # Part D: Part B's attack reused, every poison just inside the radius along the first axis (the trimmed mean
+        # cuts that coordinate, and the others do not move)
+        "oneaxis": student({**sol, "part_d_solution": textwrap.dedent("""\
+            def attack_trimmed_mean(X_clean, n_poison, trim_fraction, radius):
+                return adaptive_attack(X_clean, n_poison, radius)
+            """)}),
+        # Part D: one point at the full radius, spread evenly over the coordinates: half the reference's damage, not
+        # 80% of it where the coordinates' spreads differ
+        "evenspread": student({**sol, "part_d_solution": textwrap.dedent("""\
+            def attack_trimmed_mean(X_clean, n_poison, trim_fraction, radius):
+                d = np.shape(X_clean)[1]
+                return adaptive_attack(X_clean, n_poison, radius, direction=np.ones(d), margin=0.0)
+            """)}),
         # the reference, aliased or called
         "alias": student({
             "part_a_solution": "from poisoning.mean_estimation import distance_filter, filtered_mean\n",
@@ -91,18 +131,21 @@ def submissions(released_nb):
                 def trimmed_mean(X, trim_fraction=0.1):
                     from poisoning.mean_estimation import trimmed_mean as reference
                     return reference(X, trim_fraction)
-                """)}),
+                """),
+            "part_d_solution": "from poisoning.mean_estimation import trimmed_mean_attack as attack_trimmed_mean\n"}),
     }
 
 
 EXPECTED = {  # autograded score, and a word the status must contain
-    "solution": (11, "graded"),
+    "solution": (16, "graded"),
     "blank": (0, "graded"),
-    "wrongcenter": (7, "graded"),
-    "farattack": (7, "graded"),
-    "onesided": (8, "graded"),
-    "onedonly": (9, "graded"),
-    "pasted": (11, "graded"),
+    "wrongcenter": (12, "graded"),
+    "farattack": (12, "graded"),
+    "onesided": (13, "graded"),
+    "onedonly": (14, "graded"),
+    "pasted": (16, "graded"),
+    "oneaxis": (12, "graded"),
+    "evenspread": (14, "graded"),
     "alias": (0, "graded"),
 }
 
@@ -132,20 +175,24 @@ def batch(released):
 
 @pytest.mark.slow
 def test_release_contains_no_solution_and_no_hidden_test(released):
+    # the references, the hidden inputs, Part D's cases, reference damages, thresholds and judges: nowhere
+    text = helpers.check_release(released, ASSIGNMENT, SOURCE, SOLUTION_CELLS, WRITTEN_CELLS, STUDENT_FUNCTIONS,
+                                 HIDDEN_MODULES, min_secret_lines=60, fragments=(
+                                     "check_cases", "def cases_", "31415", "27182", "16180", "11235",
+                                     "hidden_cases_d", "CASES_D", "REFERENCE_DAMAGE_D", "0.867438", "HALF_D", "MOST_D",
+                                     "damage_d", "outcome_d", "trimmed_mean_attack", "room / np.linalg.norm(room)"))
+    # the hidden-test cells are still there (graded), with the visible comment only; the thresholds are in the text
     student_nb = read_nb(released / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    helpers.check_student_version(read_nb(SOURCE), student_nb, SOLUTION_CELLS, WRITTEN_CELLS,
-                                  ["distance_filter", "filtered_mean", "adaptive_attack", "trimmed_mean"],
-                                  min_secret_lines=40)
-    # the hidden-test cells are still there (graded), with the visible comment only
-    for gid in ("test_part_a_hidden", "test_part_b_hidden", "test_part_c_hidden"):
-        assert "check_cases" not in source_of(cell_by_id(student_nb, gid))
+    for gid in ("test_part_a_hidden", "test_part_b_hidden", "test_part_c_hidden", *OUTCOME_CELLS):
+        assert "check" not in source_of(cell_by_id(student_nb, gid))
+    assert "at least **50%**" in text and "at least **80%**" in text
 
 
 @pytest.mark.slow
 def test_nbgrader_validate_passes_the_solution_and_fails_the_student_version(released):
     source_result, failed_code, failed_written = helpers.validate_source_and_release(released, ASSIGNMENT)
     assert source_result == {}
-    assert len(failed_code) == 3  # the visible tests; the hidden ones are not in the student version
+    assert len(failed_code) == 4  # the visible tests; the hidden ones are not in the student version
     assert all("NotImplementedError" in cell["raw_error"] for cell in failed_code)
     assert failed_written == 2  # the unanswered written questions
 
@@ -162,6 +209,11 @@ def test_batch_scores_in_the_gradebook(batch):
                                                                                 "test_part_a_hidden": 0}
     _, cells = gradebook_scores(root, "onedonly")
     assert cells["test_part_c_visible"] == 1 and cells["test_part_c_hidden"] == 0
+    # Part D graded by its outcome: a weak attack keeps the visible point, a middling one also the first hidden test
+    _, cells = gradebook_scores(root, "oneaxis")
+    assert [cells[gid] for gid in TEST_CELLS if PART_OF[gid] == "d"] == [1, 0, 0]
+    _, cells = gradebook_scores(root, "evenspread")
+    assert [cells[gid] for gid in TEST_CELLS if PART_OF[gid] == "d"] == [1, 2, 0]
     _, cells = gradebook_scores(root, "alias")
     assert all(cells[gid] == 0 for gid in TEST_CELLS)
     _, cells = gradebook_scores(root, "solution")
@@ -230,8 +282,9 @@ def test_feedback_and_grades(batch):
     for student in graded:
         html = (root / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
         score = EXPECTED[student][0]
-        assert f"Score: {score:.1f} / 15.0" in html
+        assert f"Score: {score:.1f} / {MAX_SCORE:.1f}" in html
         assert "def cases_a" not in html and "31415" not in html  # no hidden test code in the feedback
+        assert "REFERENCE_DAMAGE_D" not in html and "11235" not in html
     assert "checks failed" in (root / "feedback" / "wrongcenter" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
 
     result = run_cli("grades", "--output", "out.csv", cwd=root)
@@ -241,7 +294,7 @@ def test_feedback_and_grades(batch):
     assert [r["student"] for r in rows] == sorted([*EXPECTED, "carol"])
     for row in rows:
         assert row["assignment"] == ASSIGNMENT
-        assert float(row["max_score"]) == AUTOGRADED_MAX + sum(WRITTEN_CELLS.values())
+        assert float(row["max_score"]) == MAX_SCORE
         expected = EXPECTED.get(row["student"], (0, ""))[0]
         assert float(row["autograded_score"]) == expected and float(row["score"]) == expected
 
@@ -249,13 +302,15 @@ def test_feedback_and_grades(batch):
 @pytest.mark.slow
 def test_similarity_report_ranks_copies(batch):
     root, _, _ = batch
-    result = run_cli("similarity", ASSIGNMENT, cwd=root)
+    result = run_cli("similarity", ASSIGNMENT, "--top", "100", cwd=root)
     assert result.returncode == 0, result.stderr
     lines = [line.split() for line in result.stdout.splitlines()[1:] if line.strip().endswith(".py")
              or " ~ " in line]
     pairs = {(parts[1], parts[3]): float(parts[0].rstrip("%")) for parts in lines if len(parts) == 4}
-    # the pasted library code is found in the library's own file
-    assert pairs.get(("pasted", "library:poisoning/mean_estimation.py"), 0) > 50, result.stdout
+    # the pasted library code is found in the library's own file, more of it than of anybody else's code
+    library = {student: score for (student, other), score in pairs.items()
+               if other == "library:poisoning/mean_estimation.py"}
+    assert library.get("pasted", 0) > 50 and library["pasted"] == max(library.values()), result.stdout
     # near-copies of one solution rank high with each other, the untouched student version with nobody
     assert pairs.get(("solution", "wrongcenter"), 0) > 80, result.stdout
     assert not any("blank" in pair for pair in pairs)
@@ -278,41 +333,15 @@ def test_regrading_one_student_keeps_the_others(batch, tmp_path):
     result = run_cli("autograde", ASSIGNMENT, str(folder), "--jobs", "1", "--no-progress", cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert gradebook_scores(root, "blank")[0] == AUTOGRADED_MAX
-    assert gradebook_scores(root, "wrongcenter")[0] == 7
+    assert gradebook_scores(root, "wrongcenter")[0] == 12
 
 
 # --------------------------------------------------------------------------------------------------
 # fast: the source notebook
 # --------------------------------------------------------------------------------------------------
 def test_source_notebook_is_a_valid_nbgrader_assignment():
-    import nbformat
-    from nbgrader.nbgraderformat import MetadataValidator
-
-    nb = nbformat.read(SOURCE, as_version=4)
-    nbformat.validate(nb)
-    MetadataValidator().validate_nb(nb)
-    assert nb.metadata.kernelspec.name == "python3"
-    assert not any(cell.get("outputs") or cell.get("execution_count") for cell in nb.cells
-                   if cell.cell_type == "code")
-    points = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("grade"):
-            points[meta["grade_id"]] = meta["points"]
-        if meta.get("solution") and cell.cell_type == "code":
-            assert cell.source.count("### BEGIN SOLUTION") == cell.source.count("### END SOLUTION") >= 1
-        if meta.get("grade") and cell.cell_type == "code":
-            assert meta["locked"] and not meta["solution"]
-            hidden = "### BEGIN HIDDEN TESTS" in cell.source
-            assert hidden == meta["grade_id"].endswith("_hidden")
-            if hidden:
-                assert "check_cases(" in cell.source
-            else:
-                assert "check(" in cell.source
-    assert points == {**TEST_CELLS, **WRITTEN_CELLS}
-    for gid in WRITTEN_CELLS:
-        cell = cell_by_id(json.loads(SOURCE.read_text()), gid)
-        assert cell["cell_type"] == "markdown" and cell["metadata"]["nbgrader"]["solution"]
+    helpers.check_source_notebook(SOURCE, HIDDEN_MODULES, TEST_CELLS, WRITTEN_CELLS, STUDENT_FUNCTIONS,
+                                  outcome_cells=OUTCOME_CELLS)
 
 
 def test_solution_signatures_match_the_reference():
@@ -323,8 +352,8 @@ def test_solution_signatures_match_the_reference():
     namespace = {"np": np}
     for code in solution_code().values():
         exec(code, namespace)
-    for name in ("distance_filter", "filtered_mean", "adaptive_attack", "trimmed_mean"):
-        assert inspect.signature(namespace[name]) == inspect.signature(getattr(me, name)), name
+    for name, reference in REFERENCES.items():
+        assert inspect.signature(namespace[name]) == inspect.signature(getattr(me, reference)), name
 
 
 # --------------------------------------------------------------------------------------------------
@@ -352,6 +381,7 @@ def test_plan_has_every_test_cell_and_its_points(plan):
     calls = {gid: sum(len(group.calls) for group in groups) for gid, groups in plan.cells.items()}
     assert calls["test_part_a_visible"] == 5 and calls["test_part_b_visible"] == 4
     assert calls["test_part_a_hidden"] == 10 + 11 and calls["test_part_c_hidden"] == 6
+    assert calls["test_part_d_visible"] == 2 and calls["test_part_d_hidden"] == calls["test_part_d_strong_hidden"] == 7
     helpers.check_plan_inputs(plan, TEST_CELLS)  # the seal gets the inputs only
 
 
@@ -363,7 +393,7 @@ def test_the_reference_and_the_solution_pass_every_recorded_check(plan, student_
     for gid, groups in plan.cells.items():
         for group in groups:
             for (args, kwargs), judge in zip(group.calls, group.judges):
-                for fn in (getattr(me, group.function), student_functions[group.function]):
+                for fn in (getattr(me, REFERENCES[group.function]), student_functions[group.function]):
                     outcome = run_student(fn, args, kwargs)
                     assert judge.problem(outcome, args, kwargs) is None, (gid, group.function, args, kwargs)
 

@@ -25,10 +25,12 @@ from grading_helpers import ROOT, cell_by_id, read_nb, run_cli, summary_problems
 
 ASSIGNMENT = "assignment1"
 SOURCE = ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-SOLUTION_CELLS = ["part_a_solution", "part_b_solution", "part_c_solution"]
+SOLUTION_CELLS = ["part_a_solution", "part_b_solution", "part_c_solution", "part_d_solution"]
 TEST_CELLS = ["test_part_a_visible", "test_part_a_hidden", "test_part_b_visible", "test_part_b_hidden",
-              "test_part_c_visible", "test_part_c_hidden"]
-FULL = 11
+              "test_part_c_visible", "test_part_c_hidden", "test_part_d_visible", "test_part_d_hidden",
+              "test_part_d_strong_hidden"]
+FULL = 16  # the autograded points
+MAX_SCORE = 20  # with the written answers
 LIMITS = ["--jobs", "2", "--cell-timeout", "30", "--cpu-seconds", "30", "--memory-mb", "2048", "--timeout", "60",
           "--max-processes", "64", "--output-mb", "16", "--no-progress"]
 
@@ -47,6 +49,10 @@ STUB = textwrap.dedent("""\
 
     def trimmed_mean(X, trim_fraction=0.1):
         return 0.0
+
+
+    def attack_trimmed_mean(X_clean, n_poison, trim_fraction, radius):
+        return np.zeros(n_poison)
     """)
 
 
@@ -76,7 +82,9 @@ def hostile(course, port, marker):
         # the reference: imported, or its source read and run
         "aliasreference": ({"part_a_solution": "from poisoning.mean_estimation import distance_filter, filtered_mean\n",
                             "part_b_solution": "from poisoning.mean_estimation import adaptive_attack\n",
-                            "part_c_solution": "from poisoning.mean_estimation import trimmed_mean\n"},
+                            "part_c_solution": "from poisoning.mean_estimation import trimmed_mean\n",
+                            "part_d_solution": "from poisoning.mean_estimation import trimmed_mean_attack as "
+                                               "attack_trimmed_mean\n"},
                            0, "graded", "no result (NameError"),
         "copyreference": ({"part_a_solution": textwrap.dedent(f"""\
             import importlib.util
@@ -99,10 +107,12 @@ def hostile(course, port, marker):
         "forgeresults": ({"part_a_solution": STUB + textwrap.dedent("""\
             import json, os, signal
             with open(os.path.join(os.environ.get("GRADING_RUN", "/tmp"), "records.jsonl"), "a") as handle:
-                for cell in ("test_part_a_hidden", "test_part_b_hidden", "test_part_c_hidden"):
-                    for call in range(30):
-                        handle.write(json.dumps({"cell": cell, "group": 0, "call": call,
-                                                 "value": {"t": "bool", "v": True}}) + "\\n")
+                for cell in ("test_part_a_hidden", "test_part_b_hidden", "test_part_c_hidden", "test_part_d_hidden",
+                             "test_part_d_strong_hidden"):
+                    for group in range(8):
+                        for call in range(30):
+                            handle.write(json.dumps({"cell": cell, "group": group, "call": call,
+                                                     "value": {"t": "bool", "v": True}}) + "\\n")
             forged = json.dumps({"outputs": {}, "counts": {}, "error": None,
                                  "records": [{"cell": "test_part_c_hidden", "group": 0, "call": 0,
                                               "value": {"t": "float", "v": 1.0}}]})
@@ -190,7 +200,7 @@ def hostile(course, port, marker):
         "killkernel": ({**honest, "part_c_solution": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"},
                        8, "kernel died", "test_part_c_visible"),
         "sysexit": ({**honest, "part_b_solution": "import sys\nsys.exit('bye')\n" + honest["part_b_solution"]},
-                    7, "graded", "test_part_b_visible"),
+                    12, "graded", "test_part_b_visible"),
     }
 
 
@@ -295,7 +305,7 @@ def test_feedback_of_a_hostile_class(graded):
     result = run_cli("feedback", ASSIGNMENT, cwd=root)
     assert result.returncode == 0, result.stderr
     honest = (root / "feedback" / "honest" / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text()
-    assert f"Score: {FULL:.1f} / 15.0" in honest
+    assert f"Score: {FULL:.1f} / {MAX_SCORE:.1f}" in honest
     edited = read_nb(root / "autograded" / "editedtests" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     # the instructor's test cells are back, and their only output is the grader's verdict
     assert "check(distance_filter" in "".join(cell_by_id(edited, "test_part_a_visible")["source"])
