@@ -29,6 +29,8 @@ __all__ = [
     "adaptive_attack",
     "spectral_filter_mean",
     "make_contaminated_gaussian",
+    "trimmed_mean_attack",
+    "trimmed_mean_shift_bound",
 ]
 
 
@@ -286,7 +288,6 @@ def make_contaminated_gaussian(n, d, epsilon, random_state=None):
 # --------------------------------------------------------------------------------------------------
 # attacking the trimmed mean (assignment 1, Part D)
 # --------------------------------------------------------------------------------------------------
-__all__ += ["trimmed_mean_attack", "trimmed_mean_shift_bound"]
 
 
 def _trimmed_mean_attack_setting(X_clean, n_poison, trim_fraction, radius):
