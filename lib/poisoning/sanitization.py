@@ -51,6 +51,7 @@ __all__ = [
     "far_outliers",
     "removal_rates",
     "feasible_set_poisons",
+    "centroid_shift_poisons",
 ]
 
 # f * n_c is rounded down; the slack keeps e.g. 0.29 * 100 = 28.999999999999996 from losing a point.
@@ -621,6 +622,3 @@ def centroid_shift_poisons(X_clean, y_clean, x_target, wrong_label, n_poison):
     decoy = (n_class + 1) * x_target - n_class * X_clean[in_class].mean(axis=0)
     X_poison = np.vstack([np.repeat(x_target[None, :], n_poison - 1, axis=0), decoy[None, :]])
     return X_poison, np.full(n_poison, wrong_label, dtype=y_clean.dtype)
-
-
-__all__ += ["centroid_shift_poisons"]
