@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from poisoning.display import captioned_table
+from poisoning.display import captioned_table, mean_sd
 
 
 def frame():
@@ -47,3 +47,12 @@ def test_bad_input(kwargs, error):
     arguments = {"frame": frame(), "caption": "c", "name": "tab-x", **kwargs}
     with pytest.raises(error):
         captioned_table(arguments.pop("frame"), arguments.pop("caption"), arguments.pop("name"), **arguments)
+
+
+def test_mean_sd_is_the_sample_spread():
+    assert mean_sd([1.0, 2.0, 3.0]) == "2.000 ± 1.000"
+    assert mean_sd([0.1, 0.2, np.nan], digits=1, scale=100) == "15.0 ± 7.1"
+    assert mean_sd([4]) == "4.000 ± 0.000"
+    assert pd.Series([1.0, 3.0]).agg(mean_sd, digits=0) == "2 ± 1"
+    with pytest.raises(ValueError):
+        mean_sd([np.nan])

@@ -14,7 +14,7 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 
-__all__ = ["CaptionedTable", "captioned_table"]
+__all__ = ["CaptionedTable", "captioned_table", "mean_sd"]
 
 
 def _cell(value, float_format):
@@ -95,3 +95,17 @@ def captioned_table(frame, caption, name, *, float_format="{:.3f}", index=True):
     except (AttributeError, IndexError, KeyError, ValueError):
         raise ValueError(f"float_format must be a format string such as '{{:.3f}}', got {float_format!r}") from None
     return CaptionedTable(frame, caption, name, float_format, bool(index))
+
+
+def mean_sd(values, digits=3, scale=1.0):
+    """``"mean ± sd"`` of ``values`` times ``scale`` (e.g. 100 for percent), for the tables' spread over seeds or splits.
+
+    The standard deviation is the sample one (``ddof=1``), 0 for a single value; NaN values are ignored. Usable as
+    a pandas aggregation: ``frame.groupby(...).agg(mean_sd)`` or ``.agg(mean_sd, digits=1)``.
+    """
+    values = np.asarray(values, dtype=float).ravel()
+    values = scale * values[~np.isnan(values)]
+    if len(values) == 0:
+        raise ValueError("mean_sd needs at least one value that is not NaN")
+    spread = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.{digits}f} ± {spread:.{digits}f}"

@@ -8,13 +8,14 @@ step. For a point with label :math:`y` the set is the intersection of three conv
 
     \\mathcal F_y = \\{x : \\lVert x - \\mu_y \\rVert_2 \\le r_y\\}
         \\;\\cap\\; \\{x : \\lvert \\langle x - \\mu_y, u_y \\rangle \\rvert \\le w_y\\}
-        \\;\\cap\\; \\{x : \\ell \\le x \\le h\\},
+        \\;\\cap\\; \\{x : x_{\\min} \\le x \\le x_{\\max}\\},
 
 the sphere of the L2 defence, the slab of the slab defence (:math:`u_y` the unit direction between the class
-centroids, :math:`w_y` the slab's half-width) and an optional box (e.g. pixel values in :math:`[0, 1]`). The
-projection :math:`\\arg\\min_{x \\in \\mathcal F_y} \\lVert x - x' \\rVert_2` has no closed form, but the projection onto
-each of the three sets has one, and Dykstra's alternating projections converge to the projection onto their
-intersection (Boyle & Dykstra, 1986).
+centroids, :math:`w_y` the slab's half-width) and an optional box, coordinate-wise between :math:`x_{\\min}` and
+:math:`x_{\\max}` (e.g. pixel values in :math:`[0, 1]`). The projection
+:math:`\\arg\\min_{x \\in \\mathcal F_y} \\lVert x - x' \\rVert_2` has no closed form, but the projection onto each of
+the three sets has one, and Dykstra's alternating projections converge to the projection onto their intersection
+(Boyle & Dykstra, 1986).
 """
 
 from __future__ import annotations

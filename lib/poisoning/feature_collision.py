@@ -4,34 +4,36 @@ Defined in chapter "Feature collisions: poison frogs" (``chapters/08_feature_col
 of Part III.
 
 The attacker wants one target test input :math:`t` (true class :math:`y_t`) classified as a base class
-:math:`y_b`, without touching any label. A poison :math:`x` starts from a clean image :math:`b` of the base class
-and solves
+:math:`y_b`, without touching any label. A poison :math:`\tilde x` (the paper's :math:`p`) starts from a clean image
+:math:`b` of the base class and solves
 
 .. math::
 
-    \min_x \; J(x) = \lVert h(x) - h(t) \rVert_2^2 + \beta \lVert x - b \rVert_2^2 ,
+    \tilde x = \arg\min_x \; J(x), \qquad J(x) = \lVert h(x) - h(t) \rVert_2^2 + \beta \lVert x - b \rVert_2^2 ,
     \qquad \beta = \beta_0 \left(\frac{2048}{\dim b}\right)^2, \quad \beta_0 = 0.25,
 
-where :math:`h` is the frozen feature extractor of the victim (the input of its last, linear layer; 2048 is the
-dimension of InceptionV3's feature layer, the constant of the paper's formula). Near :math:`b` in input space the
-poison looks like the base and keeps its clean label :math:`y_b`; near :math:`t` in feature space it drags the
-decision boundary of a victim that retrains its last layer over the target. :class:`FeatureCollision` minimises
-:math:`J` by **forward-backward splitting** (the paper's Algorithm 1), starting at :math:`x_0 = b`:
+where :math:`h` is the frozen feature extractor of the victim (the paper's :math:`f`: the input of its last, linear
+layer; 2048 is the dimension of InceptionV3's feature layer, the constant of the paper's formula). Near :math:`b` in
+input space the poison looks like the base and keeps its clean label :math:`y_b`; near :math:`t` in feature space it
+drags the decision boundary of a victim that retrains its last layer over the target. :class:`FeatureCollision`
+minimises :math:`J` by **forward-backward splitting** (the paper's Algorithm 1), starting at :math:`x = b` and
+replacing the current poison :math:`x` by :math:`x^+` at every iteration, with step size :math:`\tau` (the paper's
+:math:`\lambda`):
 
 .. math::
 
-    \text{forward:}\quad \hat x = x_{k} - \lambda \nabla_x \lVert h(x_k) - h(t) \rVert_2^2, \qquad
-    \text{backward:}\quad x_{k+1} = \operatorname{prox}_{\lambda \beta \lVert \cdot - b \rVert^2}(\hat x)
-    = \frac{\hat x + 2\lambda\beta b}{1 + 2\lambda\beta},
+    \text{forward:}\quad \hat x = x - \tau \nabla_x \lVert h(x) - h(t) \rVert_2^2, \qquad
+    \text{backward:}\quad x^+ = \operatorname{prox}_{\tau \beta \lVert \cdot - b \rVert^2}(\hat x)
+    = \frac{\hat x + 2\tau\beta b}{1 + 2\tau\beta},
 
 the backward step being the exact minimiser of :math:`\beta\lVert x - b\rVert^2 + \lVert x - \hat x\rVert^2 /
-(2\lambda)`. (The paper prints it as :math:`(\hat x + \lambda\beta b)/(1 + \lambda\beta)`, which is the same map
+(2\tau)`. (The paper prints it as :math:`(\hat x + \tau\beta b)/(1 + \tau\beta)`, which is the same map
 with :math:`\beta/2` in place of :math:`\beta`: the paper's iteration minimises the objective with half the
 weight on the input term. We keep the objective as written and use its exact proximal map.) After every step
 the poison is clipped to the pixel box :math:`[0, 1]^d`, as the paper's code clips to the valid image range, and,
 with ``max_distortion``, projected onto an L∞ or L2 ball around the base. As the paper's code halves its
 learning rate when the objective rises, a step that raises a poison's objective is undone and that poison's
-:math:`\lambda` halved (after an accepted step it grows by a quarter), so the recorded objective never rises.
+:math:`\tau` halved (after an accepted step it grows by a quarter), so the recorded objective never rises.
 
 Also here: :func:`watermark` (the paper's blending :math:`(1 - \gamma) b + \gamma t` of the target into the base),
 :func:`collision_beta`, and the victims of the chapter: :class:`LinearHeadVictim` (transfer learning: logistic
@@ -182,10 +184,10 @@ def feature_collision_term(feature_extractor: nn.Module, X, X_target, device=Non
 
 
 def proximal_step(X_hat, X_base, beta: float, step_size):
-    r"""The backward step: :math:`\arg\min_x \beta \lVert x - b \rVert^2 + \lVert x - \hat x \rVert^2 / (2\lambda)
-    = (\hat x + 2 \lambda \beta b) / (1 + 2 \lambda \beta)`.
+    r"""The backward step: :math:`\arg\min_x \beta \lVert x - b \rVert^2 + \lVert x - \hat x \rVert^2 / (2\tau)
+    = (\hat x + 2 \tau \beta b) / (1 + 2 \tau \beta)`.
 
-    ``X_hat`` and ``X_base`` have the same shape ``(n, d)`` (or ``(d,)``); ``step_size`` :math:`\lambda` is a
+    ``X_hat`` and ``X_base`` have the same shape ``(n, d)`` (or ``(d,)``); ``step_size`` :math:`\tau` is a
     positive number or one per row, shape ``(n,)``. Works on numpy arrays and on torch tensors.
     """
     beta = _positive_real(beta, "beta", allow_zero=True)
@@ -230,11 +232,11 @@ class FeatureCollision(BaseEstimator):
     n_iter : int, default 200
         Forward-backward iterations (the paper runs up to 1,000 on InceptionV3).
     step_size : float or "auto", default "auto"
-        The initial :math:`\lambda`. ``"auto"`` picks, per poison, the step that moves the pixel with the
+        The initial step size :math:`\tau`. ``"auto"`` picks, per poison, the step that moves the pixel with the
         largest gradient by 0.1 in the first forward step.
     adaptive_step : bool, default True
-        Undo a step that raises a poison's objective and halve its :math:`\lambda`; grow it by a quarter after
-        an accepted step. ``False`` runs the plain iteration with a fixed :math:`\lambda`.
+        Undo a step that raises a poison's objective and halve its :math:`\tau`; grow it by a quarter after
+        an accepted step. ``False`` runs the plain iteration with a fixed :math:`\tau`.
     max_distortion : float or None, default None
         A budget around the base: after every step the poison is projected onto
         :math:`\{x : \lVert x - b \rVert \le \text{max\_distortion}\}` in the norm ``norm`` and then clipped to
@@ -258,7 +260,7 @@ class FeatureCollision(BaseEstimator):
         ``objective_ = feature_term_ + beta_ * base_term_``.
     beta_ : float
     step_size_ : ndarray, shape (n,)
-        The final :math:`\lambda` of every poison.
+        The final :math:`\tau` of every poison.
     n_accepted_ : ndarray, shape (n,)
         How many steps of every poison were accepted.
     """
@@ -497,7 +499,7 @@ class AttackResult:
     ``clean_correct[i]``: the clean victim classifies target ``i`` correctly (an attack on a target that is already
     misclassified proves nothing). ``p_base_clean[i]`` and ``p_base_poisoned[i]``: the target's probability of the
     base class under the clean and the poisoned victim. ``X_poison`` has shape ``(n_targets, n_poisons, d)``;
-    ``feature_distance`` holds :math:`\\lVert h(x^{(p)}) - h(t) \\rVert_2` of every poison under the frozen
+    ``feature_distance`` holds :math:`\\lVert h(\\tilde x) - h(t) \\rVert_2` of every poison under the frozen
     extractor, shape ``(n_targets, n_poisons)``. ``accuracy_clean`` and ``accuracy_poisoned[i]`` are the accuracies
     of the clean victim and of target ``i``'s poisoned victim on an evaluation set, when one was given (the other
     points that the attack must not hurt). ``base_index`` holds the rows of the base pool the poisons started from

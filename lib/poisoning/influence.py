@@ -1,66 +1,71 @@
 r"""Influence functions: how one training point moves the parameters and a test loss, without retraining.
 
 Defined in chapter "Influence functions" of Part II (``chapters/part2_influence.md``, the page "Influence of
-training data", whose notation :math:`R`, :math:`H_{\hat\theta}` and :math:`g` this module follows), after Koh
-and Liang, *Understanding Black-box Predictions via Influence Functions* (ICML 2017); the influence attack of
-Koh, Steinhardt and Liang (2022) ascends :func:`input_gradient_of_test_loss`.
+training data", whose notation :math:`L`, :math:`l`, :math:`H_{\hat\theta}` and :math:`g` this module follows),
+after Koh and Liang, *Understanding Black-box Predictions via Influence Functions* (ICML 2017); the influence attack
+of Koh, Steinhardt and Liang (2022) ascends :func:`input_gradient_of_test_loss`. Koh and Liang write the loss
+:math:`L(z, \theta)`, the objective :math:`R(\theta)` and the up-weighting :math:`\epsilon`; the book keeps
+:math:`L` for the objective, :math:`R` for the risk and :math:`\epsilon` for the poisoning budget.
 
 The one convention
 ------------------
-Every model here minimises the regularised empirical risk over ``n`` training points :math:`z_i = (x_i, y_i)`,
+Every model here minimises the regularised training objective over ``n`` training points
+:math:`z_i = (x_i, y_i)`, with :math:`l(z, \theta) = l(f(x; \theta), y)` the loss of one example,
 
 .. math::
 
-    R(\theta) = \frac1n \sum_{i=1}^n w_i\, \ell(z_i, \theta) + \frac\lambda2 \lVert \theta_{\text{reg}} \rVert^2,
+    L(\theta) = \frac1n \sum_{i=1}^n w_i\, l(z_i, \theta) + \frac\lambda2 \lVert \theta_{\text{reg}} \rVert^2,
     \qquad w_i = 1,
 
 where ``n`` is the number of training points and stays fixed (a weight :math:`w_i = 0` removes a point but does
 not change ``n``), :math:`\lambda` is ``l2`` and :math:`\theta_{\text{reg}}` are the weights: **biases are not
 regularised** (for the linear models :math:`\theta = (w, b)` and only :math:`w` is penalised; for a torch model
-every parameter whose name ends in ``"bias"`` is left out). :math:`H = \nabla^2 R(\hat\theta)` is the Hessian of
+every parameter whose name ends in ``"bias"`` is left out). :math:`H = \nabla^2 L(\hat\theta)` is the Hessian of
 the whole objective, the :math:`\lambda` term included.
 
-*Upweighting* :math:`z` by :math:`\epsilon` adds :math:`\epsilon\, \ell(z, \theta)` to :math:`R` (the weight of
-:math:`z` becomes :math:`1 + n\epsilon`). Differentiating the stationarity condition :math:`\nabla R = 0`,
+*Upweighting* :math:`z` by :math:`\omega` adds :math:`\omega\, l(z, \theta)` to :math:`L` (the weight of
+:math:`z` becomes :math:`1 + n\omega`). The test loss :math:`L_{\text{test}}(\theta)` is the mean loss
+:math:`l` over a test set :math:`\mathcal D_{\text{test}}` (one point or several, no regulariser) and
+:math:`g = \nabla_\theta L_{\text{test}}(\hat\theta)` its gradient. Differentiating the stationarity condition
+:math:`\nabla L = 0`,
 
 .. math::
 
-    I_{\text{up,params}}(z) = \frac{d\hat\theta_{\epsilon,z}}{d\epsilon}\Big|_{\epsilon=0}
-    = -H^{-1} \nabla_\theta \ell(z, \hat\theta), \qquad
-    I_{\text{up,loss}}(z, z_{\text{test}}) = -\nabla_\theta \ell(z_{\text{test}}, \hat\theta)^\top H^{-1}
-    \nabla_\theta \ell(z, \hat\theta).
+    I_{\text{up,params}}(z) = \frac{d\hat\theta_{\omega,z}}{d\omega}\Big|_{\omega=0}
+    = -H^{-1} \nabla_\theta l(z, \hat\theta), \qquad
+    I_{\text{up,loss}}(z, \mathcal D_{\text{test}}) = -g^\top H^{-1} \nabla_\theta l(z, \hat\theta).
 
-*Removing* :math:`z` sets its weight to 0, that is :math:`\epsilon = -1/n`, so to first order
+*Removing* :math:`z` sets its weight to 0, that is :math:`\omega = -1/n`, so to first order
 
 .. math::
 
-    \hat\theta_{-z} - \hat\theta \approx \frac1n H^{-1} \nabla_\theta \ell(z, \hat\theta), \qquad
+    \hat\theta_{-z} - \hat\theta \approx \frac1n H^{-1} \nabla_\theta l(z, \hat\theta), \qquad
     L_{\text{test}}(\hat\theta_{-z}) - L_{\text{test}}(\hat\theta)
-    \approx -\frac1n I_{\text{up,loss}}(z, z_{\text{test}})
-    = \frac1n g_{\text{test}}^\top H^{-1} \nabla_\theta \ell(z, \hat\theta),
+    \approx -\frac1n I_{\text{up,loss}}(z, \mathcal D_{\text{test}})
+    = \frac1n g^\top H^{-1} \nabla_\theta l(z, \hat\theta).
 
-with :math:`g_{\text{test}}` the gradient of the mean loss on the test set (one point or several). This is
-:func:`removal_effect`: **positive when removing** :math:`z` **raises the test loss**, i.e. when :math:`z` helps
-the test point. The ground truth, :func:`leave_one_out`, retrains *the same objective*: the same :math:`\lambda`
-and the same :math:`1/n`, with :math:`w_z = 0`. The constant matters. Retraining on the :math:`n - 1` other
-points with a mean over :math:`n - 1` minimises :math:`\frac{n}{n-1}\bigl(\frac1n\sum_{i \ne z} \ell_i +
-\frac{n-1}{n}\frac\lambda2\lVert\theta\rVert^2\bigr)`: the regularisation shrinks by :math:`\lambda/n`, which moves
-:math:`\hat\theta` by about :math:`\frac\lambda n H^{-1}\theta_{\text{reg}}` whichever point is removed. That shift
-is :math:`O(1/n)`, the same order as the influence itself, so the comparison stays off by a term that does not
-vanish relative to what is being measured, however large ``n`` is.
+This is :func:`removal_effect`: **positive when removing** :math:`z` **raises the test loss**, i.e. when
+:math:`z` helps the test point. The ground truth, :func:`leave_one_out`, retrains *the same objective*: the same
+:math:`\lambda` and the same :math:`1/n`, with :math:`w_z = 0`. The constant matters. Retraining on the
+:math:`n - 1` other points with a mean over :math:`n - 1` minimises
+:math:`\frac{n}{n-1}\bigl(\frac1n\sum_{i \ne z} l_i + \frac{n-1}{n}\frac\lambda2\lVert\theta\rVert^2\bigr)`: the
+regularisation shrinks by :math:`\lambda/n`, which moves :math:`\hat\theta` by about
+:math:`\frac\lambda n H^{-1}\theta_{\text{reg}}` whichever point is removed. That shift is :math:`O(1/n)`, the same
+order as the influence itself, so the comparison stays off by a term that does not vanish relative to what is being
+measured, however large ``n`` is.
 
 *Perturbing* :math:`z = (x, y)` into :math:`z_\delta = (x + \delta, y)` (the point stays in the mean with weight
 :math:`1/n`) moves the parameters by
 
 .. math::
 
-    \frac{d\hat\theta}{d\delta} = -\frac1n H^{-1} \nabla_x \nabla_\theta \ell(z, \hat\theta),
+    \frac{d\hat\theta}{d\delta} = -\frac1n H^{-1} \nabla_x \nabla_\theta l(z, \hat\theta),
 
 (the lecture's slide omits the :math:`1/n`), so the gradient of the mean test loss with respect to the training
-input :math:`x` is :math:`-\frac1n g_{\text{test}}^\top H^{-1} \nabla_x\nabla_\theta \ell(z, \hat\theta)`
+input :math:`x` is :math:`-\frac1n g^\top H^{-1} \nabla_x\nabla_\theta l(z, \hat\theta)`
 (:func:`input_gradient_of_test_loss`; the influence attack ascends it). Here
-:math:`\nabla_x\nabla_\theta\ell` is the matrix of mixed second derivatives
-:math:`\partial^2 \ell / \partial\theta_a \partial x_b`, of shape ``(p, d)``.
+:math:`\nabla_x\nabla_\theta l` is the matrix of mixed second derivatives
+:math:`\partial^2 l / \partial\theta_a \partial x_b`, of shape ``(p, d)``.
 
 All of these need :math:`H^{-1}` times one vector, the test gradient, and then products with the per-example
 gradients: :func:`inverse_hvp` solves :math:`(H + \text{damping}\, I)\, x = v` exactly (dense Cholesky), by
@@ -74,7 +79,7 @@ everything in closed form; :class:`TorchModel` wraps an ``nn.Module`` that maps 
 cross-entropy loss and all parameters flattened into :math:`\theta`, and uses autograd. All three share one
 interface (``losses``, ``gradients``, ``objective``, ``hessian``, ``hvp``, ``mixed_derivatives``, ``mixed_vjp``,
 ``fit``), which the influence functions use; arrays come back as ``float64`` numpy arrays. ``fit`` minimises
-:math:`R` by L-BFGS to a tight tolerance: influence functions assume :math:`\nabla R(\hat\theta) = 0`, and
+:math:`L` by L-BFGS to a tight tolerance: influence functions assume :math:`\nabla L(\hat\theta) = 0`, and
 retraining that stops early is the usual reason for "influence does not match retraining".
 """
 
@@ -194,14 +199,14 @@ class _Model:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(X, y) first")
 
     def fit(self, X, y, sample_weight=None, theta0=None, gtol=1e-10, max_iter=10_000):
-        r"""Minimise :math:`R(\theta) = \frac1n\sum_i w_i \ell(z_i,\theta) + \frac\lambda2\lVert\theta_{\text{reg}}
+        r"""Minimise :math:`L(\theta) = \frac1n\sum_i w_i l(z_i,\theta) + \frac\lambda2\lVert\theta_{\text{reg}}
         \rVert^2` by L-BFGS (``scipy.optimize.minimize(method="L-BFGS-B", jac=True)``) until the largest entry of
-        :math:`\nabla R` is at most ``gtol``; returns ``self`` with ``theta_`` set.
+        :math:`\nabla L` is at most ``gtol``; returns ``self`` with ``theta_`` set.
 
         ``sample_weight`` are the :math:`w_i` (default 1; ``n`` stays ``len(X)`` whatever the weights);
         ``theta0`` is the starting point (warm start; default zeros for the linear models, the current parameters
         for a torch model). Small problems run with one BLAS thread. Warns (``ConvergenceWarning``) when the
-        gradient stays above ``100 * gtol``: L-BFGS stalls once :math:`R` stops decreasing in floating point, near
+        gradient stays above ``100 * gtol``: L-BFGS stalls once :math:`L` stops decreasing in floating point, near
         a gradient of about ``1e-11`` for the problems here, so the default ``1e-10`` is about as tight as it gets.
         ``n_iter_`` is the number of L-BFGS iterations.
         """
@@ -237,44 +242,44 @@ class _Model:
 
     # public interface ---------------------------------------------------------------------------
     def losses(self, X, y, theta=None):
-        r"""The per-example losses :math:`\ell(z_i, \theta)`, shape ``(n,)`` (``theta`` defaults to ``theta_``)."""
+        r"""The per-example losses :math:`l(z_i, \theta)`, shape ``(n,)`` (``theta`` defaults to ``theta_``)."""
         data = self._prepare(X, y)
         return self._losses(data, self._param(theta, data))
 
     def gradients(self, X, y, theta=None):
-        r"""The per-example gradients :math:`\nabla_\theta \ell(z_i, \theta)` (no regulariser), shape ``(n, p)``."""
+        r"""The per-example gradients :math:`\nabla_\theta l(z_i, \theta)` (no regulariser), shape ``(n, p)``."""
         data = self._prepare(X, y)
         return self._gradients(data, self._param(theta, data))
 
     def objective(self, X, y, theta=None, sample_weight=None):
-        r"""``(R, grad R)``: the regularised weighted mean loss :math:`R(\theta)` and its gradient, shape ``(p,)``."""
+        r"""``(L, grad L)``: the regularised weighted mean loss :math:`L(\theta)` and its gradient, shape ``(p,)``."""
         data = self._prepare(X, y)
         return self._objective(data, _check_weights(sample_weight, data[2]), self._param(theta, data))
 
     def hessian(self, X, y, theta=None, sample_weight=None):
-        r"""The exact Hessian :math:`H = \nabla^2 R(\theta)` (the :math:`\lambda` term included), shape ``(p, p)``."""
+        r"""The exact Hessian :math:`H = \nabla^2 L(\theta)` (the :math:`\lambda` term included), shape ``(p, p)``."""
         data = self._prepare(X, y)
         return self._hessian(data, _check_weights(sample_weight, data[2]), self._param(theta, data))
 
     def hvp(self, X, y, v, theta=None, sample_weight=None):
-        r"""The Hessian-vector product :math:`H v = \nabla^2 R(\theta)\, v`, shape ``(p,)``, without forming ``H``.
+        r"""The Hessian-vector product :math:`H v = \nabla^2 L(\theta)\, v`, shape ``(p,)``, without forming ``H``.
 
         Called on a mini-batch ``X[b], y[b]`` it is the mini-batch estimate
-        :math:`\frac1{|b|}\sum_{i\in b}\nabla^2\ell_i\, v + \lambda P v` that LiSSA uses.
+        :math:`\frac1{|b|}\sum_{i\in b}\nabla^2 l_i\, v + \lambda P v` that LiSSA uses.
         """
         data = self._prepare(X, y)
         return self._hvp(data, _check_weights(sample_weight, data[2]), self._param(theta, data),
                          self._vector(v, data))
 
     def mixed_derivatives(self, X, y, theta=None):
-        r"""The mixed second derivatives :math:`\nabla_x\nabla_\theta \ell(z_i, \theta)`, entry ``[i, a, b]`` being
-        :math:`\partial^2 \ell(z_i) / \partial\theta_a\, \partial x_{i,b}`; shape ``(n, p, d)``."""
+        r"""The mixed second derivatives :math:`\nabla_x\nabla_\theta l(z_i, \theta)`, entry ``[i, a, b]`` being
+        :math:`\partial^2 l(z_i) / \partial\theta_a\, \partial x_{i,b}`; shape ``(n, p, d)``."""
         data = self._prepare(X, y)
         return self._mixed(data, self._param(theta, data))
 
     def mixed_vjp(self, X, y, u, theta=None):
-        r"""Row ``i`` is :math:`u^\top \nabla_x\nabla_\theta \ell(z_i, \theta) = \nabla_{x_i}\bigl(u^\top
-        \nabla_\theta\ell(z_i, \theta)\bigr)`: shape ``(n, d)``, without forming the ``(n, p, d)`` array."""
+        r"""Row ``i`` is :math:`u^\top \nabla_x\nabla_\theta l(z_i, \theta) = \nabla_{x_i}\bigl(u^\top
+        \nabla_\theta l(z_i, \theta)\bigr)`: shape ``(n, d)``, without forming the ``(n, p, d)`` array."""
         data = self._prepare(X, y)
         return self._mixed_vjp(data, self._param(theta, data), self._vector(u, data, "u"))
 
@@ -302,16 +307,16 @@ def _check_Xy_linear(X, y, name="X"):
 
 
 class _LinearMarginModel(_Model, BaseEstimator):
-    r"""A linear classifier :math:`f(x) = w^\top x + b` with a loss :math:`\ell = \phi(m)` of the margin
-    :math:`m = y f(x)`. With :math:`\tilde x = (x, 1)` and :math:`P = \operatorname{diag}(1, \dots, 1, 0)`:
+    r"""A linear classifier :math:`f(x) = w^\top x + b` with a loss :math:`l = \phi(m)` of the margin
+    :math:`m = y f(x)`. With :math:`\bar x = (x, 1)` and :math:`P = \operatorname{diag}(1, \dots, 1, 0)`:
 
     .. math::
 
-        \nabla_\theta\ell = \phi'(m)\, y\, \tilde x, \qquad \nabla^2_\theta\ell = \phi''(m)\, \tilde x\tilde x^\top,
-        \qquad \nabla_x\nabla_\theta\ell = \phi''(m)\, \tilde x\, w^\top + \phi'(m)\, y \begin{bmatrix} I_d \\ 0
+        \nabla_\theta l = \phi'(m)\, y\, \bar x, \qquad \nabla^2_\theta l = \phi''(m)\, \bar x\bar x^\top,
+        \qquad \nabla_x\nabla_\theta l = \phi''(m)\, \bar x\, w^\top + \phi'(m)\, y \begin{bmatrix} I_d \\ 0
         \end{bmatrix},
 
-    and :math:`H = \frac1n \tilde X^\top \operatorname{diag}(w_i \phi''(m_i)) \tilde X + \lambda P`.
+    and :math:`H = \frac1n \bar X^\top \operatorname{diag}(w_i \phi''(m_i)) \bar X + \lambda P`.
     """
 
     def __init__(self, l2=0.01):
@@ -425,7 +430,7 @@ class _LinearMarginModel(_Model, BaseEstimator):
 
 
 class LogisticModel(_LinearMarginModel):
-    r"""L2-regularised binary logistic regression, :math:`\ell(z, \theta) = \log(1 + e^{-y(w^\top x + b)})`.
+    r"""L2-regularised binary logistic regression, :math:`l(z, \theta) = \log(1 + e^{-y(w^\top x + b)})`.
 
     Labels :math:`y \in \{-1, +1\}` (or :math:`\{0, 1\}`, read as :math:`-1, +1`); ``l2`` is :math:`\lambda` and
     penalises :math:`w` only (the bias is not regularised). :math:`\phi(m) = \log(1 + e^{-m})`,
@@ -442,7 +447,7 @@ class LogisticModel(_LinearMarginModel):
 
 
 class SmoothHingeModel(_LinearMarginModel):
-    r"""A linear SVM with Koh and Liang's smooth hinge :math:`\ell_t(m) = t \log(1 + e^{(1 - m)/t})`,
+    r"""A linear SVM with Koh and Liang's smooth hinge :math:`l_t(m) = t \log(1 + e^{(1 - m)/t})`,
     :math:`m = y(w^\top x + b)`, plus :math:`\frac\lambda2\lVert w\rVert^2` (the bias is not regularised).
 
     ``temperature`` :math:`t > 0`; as :math:`t \to 0` the loss tends to the hinge :math:`\max(0, 1 - m)`, from above,
@@ -493,7 +498,7 @@ class TorchModel(_Model):
     Per-example gradients use ``torch.func.vmap`` of ``torch.func.grad`` (``chunk_size`` examples at a time;
     ``None``: all at once); Hessian-vector products double backpropagation; ``hessian`` the exact Hessian by
     ``torch.func.jacrev`` of ``torch.func.grad``, refused (``ValueError``) above ``max_hessian_params`` parameters
-    (use ``method="cg"`` or ``"lissa"`` then); ``mixed_vjp`` is :math:`\nabla_x (u^\top \nabla_\theta \ell)` by
+    (use ``method="cg"`` or ``"lissa"`` then); ``mixed_vjp`` is :math:`\nabla_x (u^\top \nabla_\theta l)` by
     double backpropagation through the inputs. ``fit`` runs scipy's L-BFGS on the flattened parameters (full
     batch) and writes the result into the module; for a non-convex network the influence is then taken at that
     local minimum (Koh and Liang's setting).
@@ -874,11 +879,11 @@ def _test_gradient(model, test_data, theta):
 
 def influence_on_params(model, X_train, y_train, indices=None, *, method="exact", damping=0.0, batch_size=None,
                         return_info=False, **solver_options):
-    r""":math:`I_{\text{up,params}}(z_i) = -H^{-1}\nabla_\theta\ell(z_i, \hat\theta)` for the training points
+    r""":math:`I_{\text{up,params}}(z_i) = -H^{-1}\nabla_\theta l(z_i, \hat\theta)` for the training points
     ``indices`` (default all): shape ``(k, p)``.
 
     ``model`` is fitted on ``X_train, y_train`` (its ``theta_`` is :math:`\hat\theta`). Row ``i`` is the derivative
-    of :math:`\hat\theta` when :math:`\epsilon\,\ell(z_i,\theta)` is added to :math:`R`; removing :math:`z_i`
+    of :math:`\hat\theta` when :math:`\omega\, l(z_i,\theta)` is added to :math:`L`; removing :math:`z_i`
     changes the parameters by about ``-row / n``. ``method``, ``damping`` and ``solver_options`` (``rtol``,
     ``maxiter``, ``scale``, ``depth``, ``repeats``, ``random_state``) go to :func:`inverse_hvp`, one solve with
     ``k`` right-hand sides (one factorisation for ``"exact"``, ``k`` iterative solves otherwise); ``batch_size``
@@ -898,13 +903,14 @@ def influence_on_params(model, X_train, y_train, indices=None, *, method="exact"
 
 def influence_on_test_loss(model, X_train, y_train, X_test, y_test, *, method="exact", damping=0.0,
                            batch_size=None, return_info=False, **solver_options):
-    r""":math:`I_{\text{up,loss}}(z_i, D_{\text{test}}) = -g_{\text{test}}^\top H^{-1}\nabla_\theta\ell(z_i,\hat\theta)`
+    r""":math:`I_{\text{up,loss}}(z_i, \mathcal D_{\text{test}}) = -g^\top H^{-1}\nabla_\theta l(z_i,\hat\theta)`
     for every training point: shape ``(n,)``.
 
-    :math:`g_{\text{test}}` is the gradient of the mean loss over ``X_test, y_test`` (a set, or a single point
-    given with one dimension fewer than ``X_train``). One inverse-HVP :math:`s = H^{-1}g_{\text{test}}` (Koh and
-    Liang's :math:`s_{\text{test}}`), then one matrix-vector product with the ``(n, p)`` per-example gradients.
-    Upweighting :math:`z_i` by :math:`\epsilon` changes the test loss by :math:`\epsilon` times this value.
+    :math:`g = \nabla_\theta L_{\text{test}}(\hat\theta)` is the gradient of the mean loss over ``X_test, y_test``
+    (a set, or a single point given with one dimension fewer than ``X_train``). One inverse-HVP
+    :math:`s = H^{-1}g` (Koh and Liang's :math:`s_{\text{test}}`), then one matrix-vector product with the
+    ``(n, p)`` per-example gradients.
+    Upweighting :math:`z_i` by :math:`\omega` changes the test loss by :math:`\omega` times this value.
     Options as in :func:`influence_on_params`.
     """
     model = _check_model(model)
@@ -921,8 +927,9 @@ def influence_on_test_loss(model, X_train, y_train, X_test, y_test, *, method="e
 def removal_effect(model, X_train, y_train, X_test, y_test, *, method="exact", damping=0.0, batch_size=None,
                    return_info=False, **solver_options):
     r"""The predicted change of the mean test loss when each training point is removed (retrained without it):
-    :math:`L_{\text{test}}(\hat\theta_{-z_i}) - L_{\text{test}}(\hat\theta) \approx -\frac1n I_{\text{up,loss}}(z_i)
-    = \frac1n g_{\text{test}}^\top H^{-1}\nabla_\theta\ell(z_i)`, shape ``(n,)``.
+    :math:`L_{\text{test}}(\hat\theta_{-z_i}) - L_{\text{test}}(\hat\theta)
+    \approx -\frac1n I_{\text{up,loss}}(z_i, \mathcal D_{\text{test}})
+    = \frac1n g^\top H^{-1}\nabla_\theta l(z_i, \hat\theta)`, shape ``(n,)``.
 
     **Positive: removing** :math:`z_i` **raises the test loss** (the point helps the test prediction); negative:
     the point hurts it. Compare with ``leave_one_out(...).test_loss_change``. Options as in
@@ -937,7 +944,7 @@ def removal_effect(model, X_train, y_train, X_test, y_test, *, method="exact", d
 def input_gradient_of_test_loss(model, X_train, y_train, X_test, y_test, indices=None, *, method="exact",
                                 damping=0.0, batch_size=None, return_info=False, **solver_options):
     r"""The gradient of the mean test loss of the retrained model with respect to each training input :math:`x_i`:
-    :math:`-\frac1n g_{\text{test}}^\top H^{-1}\nabla_x\nabla_\theta\ell(z_i, \hat\theta)`, shape ``(k, d)`` (the
+    :math:`-\frac1n g^\top H^{-1}\nabla_x\nabla_\theta l(z_i, \hat\theta)`, shape ``(k, d)`` (the
     shape of ``X_train[indices]``).
 
     This is the perturbation influence, exact to first order in :math:`\delta` (the implicit function theorem):

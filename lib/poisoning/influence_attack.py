@@ -1,22 +1,26 @@
 r"""The influence attack of Koh, Steinhardt & Liang (2022): poisons that pass the sanitization defences.
 
 Defined in chapter "The influence attack" of Part II. The attacker knows the clean training set
-:math:`\mathcal D^{(c)}`, the test set and the defender's feasible set :math:`\mathcal F` (here the sphere and slab of
-:class:`~poisoning.feasible_set.SphereSlabFeasibleSet`) and solves
+:math:`\mathcal D` of :math:`n` points, the test set :math:`\mathcal D_{\text{test}}` and the defender's feasible set
+:math:`\mathcal F` (here the sphere and slab of :class:`~poisoning.feasible_set.SphereSlabFeasibleSet`) and solves,
+for the budget :math:`\epsilon = n_p / n`,
 
 .. math::
 
-    \max_{\mathcal D^{(p)}} L(\hat\theta, \mathcal D^{(\text{test})}) \quad \text{s.t.} \quad
-    |\mathcal D^{(p)}| = \epsilon |\mathcal D^{(c)}|, \quad \mathcal D^{(p)} \subseteq \mathcal F, \qquad
-    \hat\theta = \arg\min_\theta L(\theta, \mathcal D^{(c)} \cup \mathcal D^{(p)})
+    \max_{\mathcal D_p} L_{\text{test}}(\hat\theta) \quad \text{s.t.} \quad
+    |\mathcal D_p| = n_p = \epsilon n, \quad \mathcal D_p \subseteq \mathcal F, \qquad
+    \hat\theta = \arg\min_\theta L(\theta; \mathcal D \cup \mathcal D_p)
 
 by projected gradient ascent on the poisons' inputs, the lecture's algorithm:
 
-1. retrain :math:`\hat\theta` on :math:`(\mathcal D^{(c)} \cup \mathcal D^{(p)}) \cap \mathcal F` (a smooth-hinge
-   linear SVM, :class:`~poisoning.influence.SmoothHingeModel`, warm-started);
-2. compute :math:`H_{\hat\theta}^{-1} g` once, :math:`g` the gradient of the mean test loss;
+1. retrain :math:`\hat\theta` on :math:`\mathcal D' \cap \mathcal F`, the points of the poisoned set
+   :math:`\mathcal D' = \mathcal D \cup \mathcal D_p` that the defender keeps (a smooth-hinge linear SVM,
+   :class:`~poisoning.influence.SmoothHingeModel`, warm-started);
+2. compute :math:`H_{\hat\theta}^{-1} g` once, :math:`g = \nabla_\theta L_{\text{test}}(\hat\theta)` the gradient of
+   the mean test loss;
 3. move every poison along the gradient of the test loss with respect to its input,
-   :math:`-\frac1n \left(\nabla_{\tilde x}\nabla_\theta \ell(\hat\theta, \tilde z)\right)^\top H_{\hat\theta}^{-1} g`
+   :math:`-\frac1N \left(\nabla_{\tilde x}\nabla_\theta l(\tilde z, \hat\theta)\right)^\top H_{\hat\theta}^{-1} g`
+   with :math:`N` the number of points :math:`\hat\theta` is trained on, the poisons included
    (:func:`~poisoning.influence.input_gradient_of_test_loss`), then project it back onto :math:`\mathcal F`.
 
 The labels of the poisons stay fixed: they start as label flips of random clean points, moved into the feasible
@@ -81,13 +85,14 @@ class InfluenceAttack(BaseEstimator):
     Parameters
     ----------
     epsilon : float in (0, 1], default 0.03
-        Poisons as a fraction of the clean training set: ``n_poison = round(epsilon * n_clean)``.
+        The budget :math:`\\epsilon = n_p / n`, poisons as a fraction of the clean training set:
+        ``n_poison = round(epsilon * n_clean)``.
     l2, temperature : float
         The victim: a smooth-hinge linear SVM with weight decay ``l2`` (see :mod:`poisoning.influence`).
     n_iter : int, default 20
         Gradient steps.
     step_size : float, default 0.1
-        How far the poison with the largest gradient moves in one step.
+        How far the poison with the largest gradient moves in one step (the step :math:`h` of the chapter).
     removal_fraction, shrink, box
         The feasible set (:class:`~poisoning.feasible_set.SphereSlabFeasibleSet`), fitted on the clean data.
     copies : bool, default False

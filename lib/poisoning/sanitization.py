@@ -7,8 +7,8 @@ defence here follows the same recipe (Koh, Steinhardt and Liang, 2022):
 
 1. compute an **outlier score** :math:`s(x, y)` for every training point, from the whole (possibly
    poisoned) training set;
-2. in each class :math:`c` with :math:`n_c` points, remove the :math:`\lfloor f\, n_c \rfloor` points with the
-   highest scores, where :math:`f` is ``removal_fraction`` (5% by default, as in the paper);
+2. in each class :math:`c` with :math:`n_c` points, remove the :math:`q_c = \lfloor \rho\, n_c \rfloor` points with the
+   highest scores, where :math:`\rho` is ``removal_fraction`` (5% by default, as in the paper);
 3. the largest score kept in class :math:`c` is its threshold :math:`\tau_c`. The **feasible set**
    :math:`\mathcal F = \{(x, y) : s(x, y) \le \tau_y\}` is what an adaptive attacker must stay inside.
 
@@ -21,8 +21,8 @@ defence                     outlier score :math:`s(x, y)`
 :class:`SlabDefence`        :math:`\lvert\langle x - \mu_y,\, \mu_y - \mu_{\neg y}\rangle\rvert`, the *slab*
 :class:`LossDefence`        loss of a model trained on the full, unsanitized training set
 :class:`KNNDefence`         mean distance to the :math:`k` nearest training points of class :math:`y`
-:class:`SVDDefence`         :math:`\lVert (I - V_k V_k^\top)(x - \mu_y) \rVert_2`, residual outside the top
-                            :math:`k` singular directions of the class-centred data
+:class:`SVDDefence`         :math:`\lVert (I - V_r V_r^\top)(x - \mu_y) \rVert_2`, residual outside the top
+                            :math:`r` singular directions of the class-centred data
 ==========================  ================================================================================
 
 Each defence is a scikit-learn style estimator: ``fit(X, y)`` learns the scores, the per-class thresholds
@@ -73,13 +73,13 @@ class SanitizationDefence(BaseEstimator):
     - ``_score(X, y)``: the scores of points ``(X, y)`` under the learned state, labels already checked.
 
     For class :math:`c` with :math:`n_c` training points, ``fit`` removes the
-    :math:`r_c = \lfloor f\, n_c \rfloor` points of highest score (never all of them; ties are broken by
+    :math:`q_c = \lfloor \rho\, n_c \rfloor` points of highest score (never all of them; ties are broken by
     position, later points going first) and sets the threshold :math:`\tau_c` to the largest score kept.
 
     Parameters
     ----------
     removal_fraction : float in [0, 1), default 0.05
-        Fraction :math:`f` of each class to remove.
+        Fraction :math:`\rho` of each class to remove.
 
     Attributes
     ----------
@@ -94,7 +94,7 @@ class SanitizationDefence(BaseEstimator):
     threshold_ : ndarray of shape (n_classes,)
         ``threshold_[i]`` is :math:`\tau_c` for ``c = classes_[i]``: the largest score kept in that class.
     n_removed_ : ndarray of int, shape (n_classes,)
-        Number of points removed from each class, :math:`r_c`.
+        Number of points removed from each class, :math:`q_c`.
     """
 
     def __init__(self, removal_fraction=0.05):
@@ -411,12 +411,12 @@ class SVDDefence(SanitizationDefence):
     r"""The SVD defence: remove points with a large component outside the main singular subspace.
 
     Centre every training point on its class centroid, :math:`\tilde x_i = x_i - \mu_{y_i}`, stack them in
-    :math:`\tilde X \in \mathbb R^{n \times d}`, and let :math:`V_k \in \mathbb R^{d \times k}` hold its top
-    :math:`k` right singular vectors. Clean data is assumed to lie close to this low-rank subspace, so the
+    :math:`\tilde X \in \mathbb R^{n \times d}`, and let :math:`V_r \in \mathbb R^{d \times r}` hold its top
+    :math:`r` right singular vectors. Clean data is assumed to lie close to this low-rank subspace, so the
     score is the norm of the residual outside it,
 
-    .. math:: s(x, y) = \lVert (I - V_k V_k^\top)(x - \mu_y) \rVert_2
-              = \sqrt{\lVert x - \mu_y \rVert_2^2 - \lVert V_k^\top (x - \mu_y) \rVert_2^2}.
+    .. math:: s(x, y) = \lVert (I - V_r V_r^\top)(x - \mu_y) \rVert_2
+              = \sqrt{\lVert x - \mu_y \rVert_2^2 - \lVert V_r^\top (x - \mu_y) \rVert_2^2}.
 
     (Koh et al. also add the two centroid directions to the subspace; centring on the class centroid
     plays that role here.)
@@ -424,7 +424,7 @@ class SVDDefence(SanitizationDefence):
     Parameters
     ----------
     n_components : int, default 10
-        :math:`k`, fewer than the number of features and at most the number of training points.
+        :math:`r`, the rank: fewer than the number of features and at most the number of training points.
     removal_fraction : float in [0, 1), default 0.05
 
     Attributes
@@ -432,7 +432,7 @@ class SVDDefence(SanitizationDefence):
     centroids_ : ndarray of shape (n_classes, n_features)
         :math:`\mu_c` for each class of ``classes_``.
     components_ : ndarray of shape (n_components, n_features)
-        :math:`V_k^\top`, the top right singular vectors (orthonormal rows).
+        :math:`V_r^\top`, the top right singular vectors (orthonormal rows).
     singular_values_ : ndarray of shape (n_components,)
     classes_, n_features_in_, scores_, keep_mask_, threshold_, n_removed_
         See :class:`SanitizationDefence`.
