@@ -85,9 +85,10 @@ def time_grading(n_students, assignment="assignment1", jobs=(1, 2)):
         for workers in jobs:
             start = time.perf_counter()
             done = run(str(BIN / "course"), "autograde", assignment, str(submissions), "--no-progress",
-                       "--jobs", str(workers))
+                       "--jobs", str(workers), "--force")  # --force: grade the whole class again, every time
             times[f"sealed, {workers} worker{'s' if workers > 1 else ''}"] = time.perf_counter() - start
-            graded = done.stdout.count(" graded")
+            summary = [line for line in done.stdout.splitlines() if line.startswith("summary: ")]
+            graded = int(summary[-1].split()[1]) if summary else 0
             if graded < n_students:
                 print(f"warning: only {graded} of {n_students} graded with --jobs {workers}", file=sys.stderr)
         # plain nbgrader on the submissions that `course autograde` collected (one process, no seal)

@@ -385,3 +385,67 @@ def cell_outputs(root, assignment, student, gid):
     nb = read_nb(Path(root) / "autograded" / student / assignment / f"{assignment}.ipynb")
     return "".join(source_of({"source": o.get("text", "")}) + o.get("evalue", "") + "".join(o.get("traceback", []))
                    for o in cell_by_id(nb, gid).get("outputs", []))
+
+
+# --------------------------------------------------------------------------------------------------
+# a run of `course autograde` in the background, its state file and `course status`
+# --------------------------------------------------------------------------------------------------
+def start_cli(*args, cwd):
+    """``course ARGS`` started in the background (a ``subprocess.Popen`` with its output captured)."""
+    return subprocess.Popen([*CLI, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def wait_for(condition, what, timeout=300, process=None):
+    """Poll ``condition()`` until it is true; fail after ``timeout`` seconds, or when ``process`` ends first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process is not None and process.poll() is not None:
+            out, err = process.communicate()
+            raise AssertionError(f"the command ended before {what}:\n{out[-3000:]}\n{err[-3000:]}")
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.05)
+
+
+def grading_state(root, assignment):
+    """``{student: entry}`` of the course's state file of ``assignment`` (empty when there is none)."""
+    path = Path(root) / ".grading" / "state" / f"{assignment}.json"
+    try:
+        return json.loads(path.read_text())["students"]
+    except FileNotFoundError:
+        return {}
+
+
+def finished_students(root, assignment):
+    """The students whose grading step finished (graded or failed), from the state file."""
+    return {s for s, entry in grading_state(root, assignment).items() if entry["state"] in ("graded", "failed")}
+
+
+def write_submissions(folder, files):
+    """A folder of submissions: ``files`` is ``{file name: text}``. Returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def skipped_students(stdout):
+    """The students that `course autograde` skipped (graded before from the same submission)."""
+    return {line.split()[2].rstrip(":") for line in stdout.splitlines() if line.startswith("course: skipped ")}
+
+
+def status_table(stdout):
+    """``{student: (state, score or None, max or None, detail)}`` from what `course status` prints."""
+    lines = stdout.splitlines()
+    header = next((i for i, line in enumerate(lines) if line.startswith("student") and "state" in line), None)
+    rows = {}
+    if header is None:
+        return rows
+    for line in lines[header + 2:]:
+        match = re.match(r"^(\S+)\s+(graded|pending|failed)\s+(\S+)\s+(\S+)\s*(.*)$", line)
+        if not match:
+            break
+        number = lambda text: None if text == "-" else float(text)  # noqa: E731
+        rows[match[1]] = (match[2], number(match[3]), number(match[4]), match[5].strip())
+    return rows

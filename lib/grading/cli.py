@@ -5,6 +5,7 @@ Run it in the course folder (the repository root, which holds ``nbgrader_config.
 
     course release assignment1                        # student version into release/assignment1
     course autograde assignment1 submissions.zip      # collect, then autograde every student (sandboxed)
+    course status assignment1                         # graded, pending or failed, per student
     course feedback assignment1                       # HTML feedback into feedback/<student>/assignment1
     course grades --output grades.csv                 # one CSV row per student and assignment
     course similarity assignment1                     # code-similarity report (HTML) of the submissions
@@ -46,7 +47,15 @@ compares the outputs with the references outside the seal and writes the scores 
 The executed notebooks go into autograded/, the log of each student into .grading/logs/ASSIGNMENT/<student>.log.
 A submission that crashes, loops or exhausts a limit gets no points for what did not produce a right output, and
 a status that says why; the others are graded as usual. The run ends with a table (student, autograded score,
-max, time, status, first failed check); the exit status is 0 when every submission was graded.
+max, time, status, first failed check) and a summary (graded, failed and why, skipped); the exit status is 0 when
+every submission was graded.
+
+A run can be stopped (Ctrl-C, or killed) and started again with the same command: each student's outcome is
+recorded in .grading/state/ASSIGNMENT.json as soon as it is graded, and a student graded successfully from the
+same submission (the same notebook files) is skipped, with a line that says so. A new submission of a student
+is graded again and replaces that student's grade only; so do --regrade STUDENT and --force (everyone). While
+a run grades an assignment, it holds .grading/locks/ASSIGNMENT.lock: a second `course autograde` (or `course
+release`) of that assignment is refused. `course status ASSIGNMENT` shows where every student stands.
 
 Without a working bubblewrap nothing is graded (never unsealed)."""
 
@@ -103,8 +112,21 @@ def build_parser():
                    help=f"processes and threads in one seal (default: {defaults.processes})")
     p.add_argument("--output-mb", type=_positive_int, default=defaults.output_mb, metavar="MB",
                    help=f"what one seal may hand back: outputs and results (default: {defaults.output_mb})")
+    p.add_argument("--regrade", action="append", default=[], metavar="STUDENT",
+                   help="grade this student again even if the same submission was graded before (repeatable)")
+    p.add_argument("--force", action="store_true",
+                   help="grade every student again, also those graded before from the same submission")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--keep-scratch", action="store_true", help="keep the scratch folders (for debugging)")
+
+    p = commands.add_parser("status", help="where every student of an assignment stands: graded, pending, failed",
+                            description="One row per student known for ASSIGNMENT (collected in submitted/, or "
+                                        "recorded by `course autograde`): graded (autograded score / max), pending "
+                                        "(collected but not graded, graded from an older submission, or a run "
+                                        "stopped while grading it) or failed (with the reason recorded); then the "
+                                        "counts. Reads .grading/state/ASSIGNMENT.json, submitted/ and the gradebook; "
+                                        "changes nothing.")
+    p.add_argument("assignment", metavar="ASSIGNMENT")
 
     p = commands.add_parser("feedback", help="generate HTML feedback for every autograded student",
                             description="Generate feedback (nbgrader generate_feedback) into "
@@ -150,6 +172,14 @@ def _warn(message):
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+def _note(message):
+    print(f"{PROG}: {message}", flush=True)
+
+
+def _plural(n, word):
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
 def _relative(path):
     try:
         return os.path.relpath(path)
@@ -164,14 +194,17 @@ def _interrupt(signum, frame):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    previous = None
+    previous = {}
     if args.command == "autograde" and threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: stop the sandboxes, clean up
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: stop the sandboxes
+        # Ctrl-C stops a run also where it was started with SIGINT ignored (e.g. in the background by a script)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _run(args)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def _run(args):
@@ -185,6 +218,8 @@ def _run(args):
             return 0
         if args.command == "autograde":
             return _autograde(course, args)
+        if args.command == "status":
+            return _status(course, args)
         if args.command == "feedback":
             from .pipeline import generate_feedback
 
@@ -224,12 +259,20 @@ def _autograde(course, args):
                         file_size_mb=args.file_size_mb, processes=args.max_processes, output_mb=args.output_mb)
     report = autograde(course, args.assignment, args.submissions, jobs=args.jobs, limits=limits,
                        cell_timeout=args.cell_timeout, progress=not args.no_progress, warn=_warn,
-                       keep_scratch=args.keep_scratch)
+                       keep_scratch=args.keep_scratch, regrade=args.regrade, force=args.force, note=_note)
     print(report.table())
-    graded = sum(r.ok for r in report.results)
-    print(f"\n{graded} of {len(report.results)} students graded; autograded points only"
+    skipped = [r for r in report.results if r.skipped]
+    ran = [r for r in report.results if not r.skipped]
+    graded = sum(r.ok for r in ran)
+    print(f"\n{graded} of {len(ran)} students graded; autograded points only"
           + (f" (the written answers, {report.manual_points:g} points, are graded by hand)"
              if report.manual_points else ""))
+    print(f"summary: {graded} graded, {len(ran) - graded} failed, {len(skipped)} skipped "
+          "(graded before from the same submission)")
+    for r in ran:
+        if not r.ok:
+            reason = r.status if not r.reason or r.reason in r.status else f"{r.status}: {r.reason}"
+            print(f"  failed {r.student}: {' '.join(reason.split())[:200]}")
     if report.seal_note:
         print(f"seal: {report.seal_note}")
     failed = [r.student for r in report.results if not r.ok]
@@ -239,6 +282,30 @@ def _autograde(course, args):
     if failed:
         _error(f"{len(failed)} submission{'s' if len(failed) != 1 else ''} not graded: {', '.join(failed)}")
     return 0 if report.ok else 1
+
+
+def _status(course, args):
+    from . import gradebook
+    from .state import lock_holder, status_rows
+
+    notebooks = course.released_notebooks(args.assignment)
+    rows = status_rows(course, args.assignment, notebooks, gradebook.code_scores(course, args.assignment))
+    table = [("student", "state", "score", "max", "detail")]
+    table += [(student, state, "-" if score is None else f"{score:g}", "-" if top is None else f"{top:g}",
+               " ".join((detail or "").split())[:160]) for student, state, score, top, detail in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d:>{widths[3]}}  {e}".rstrip()
+             for a, b, c, d, e in table]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    if rows:
+        print("\n".join(lines))
+    counts = {state: sum(row[1] == state for row in rows) for state in ("graded", "pending", "failed")}
+    print(f"{args.assignment}: {_plural(len(rows), 'student')}: {counts['graded']} graded, {counts['pending']} pending, "
+          f"{counts['failed']} failed")
+    holder = lock_holder(course, args.assignment)
+    if holder:
+        print(f"being graded now: {holder}")
+    return 0
 
 
 def _similarity(course, args):

@@ -10,8 +10,8 @@ import os
 
 from .coursedir import CourseError
 
-__all__ = ["max_scores", "record_students", "record_failure", "code_score", "cell_scores", "grade_rows",
-           "GRADE_COLUMNS"]
+__all__ = ["max_scores", "record_students", "record_failure", "code_score", "code_scores", "cell_scores",
+           "grade_rows", "GRADE_COLUMNS"]
 
 
 def _open(course):
@@ -59,6 +59,21 @@ def code_score(course, assignment, student):
         except MissingEntry:
             return 0.0, float(gb.find_assignment(assignment).max_code_score)
         return float(submission.code_score or 0.0), float(submission.max_code_score or 0.0)
+
+
+def code_scores(course, assignment):
+    """``{student: (autograded score, autograded maximum)}`` of every student with a submission of the assignment."""
+    from nbgrader.api import MissingEntry
+
+    if not os.path.isfile(course.db_path):
+        return {}
+    with _open(course) as gb:
+        try:
+            found = gb.find_assignment(assignment)
+        except MissingEntry:
+            return {}
+        return {submission.student.id: (float(submission.code_score or 0.0), float(submission.max_code_score or 0.0))
+                for submission in found.submissions}
 
 
 GRADE_COLUMNS = ["student", "assignment", "score", "max_score", "autograded_score", "written_score",

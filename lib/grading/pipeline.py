@@ -15,6 +15,10 @@ Several students are graded at once (``jobs`` threads). The gradebook has one wr
 the gradebook lock for nbgrader's steps and releases it while its seal runs. A submission that crashes, loops,
 exhausts a limit or tampers with the seal gets no points for what did not produce a right output, and a status
 that says why; the others are not affected.
+
+A run can be stopped at any moment and started again (:mod:`grading.state`): each student's outcome is recorded as
+soon as its step ends, and a rerun skips the students already graded successfully from the same submission. Two
+commands never grade (or release) the same assignment at once: the second is refused.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from nbconvert.preprocessors import Preprocessor
 from . import gradebook
 from .coursedir import CourseError, quiet_logger, run_nbgrader
 from .seal import Seal, SealLimits, allow_new_seals, sealed_packages, terminate_all
+from .state import FAILED, GRADED, GradingState, assignment_lock, submission_hash
 from .submissions import collect, gather
 
 __all__ = ["release", "autograde", "generate_feedback", "export_grades", "StudentResult", "AutogradeReport"]
@@ -52,10 +57,16 @@ FAILURE = "GradingFailure"
 def release(course, assignment):
     """``nbgrader generate_assignment``: the student version into ``release/<assignment>``, and the
     assignment into the gradebook. Returns the release folder. The checks of every notebook are recorded once,
-    so that a test cell the grader cannot record fails here, not at grading time."""
+    so that a test cell the grader cannot record fails here, not at grading time. Refused while another command
+    holds the assignment's lock (a grader)."""
+    course.check_assignment(assignment)
+    with assignment_lock(course, assignment, f"course release {assignment}"):
+        return _release(course, assignment)
+
+
+def _release(course, assignment):
     from nbgrader.converters import GenerateAssignment
 
-    course.check_assignment(assignment)
     for name in course.source_notebooks(assignment):
         _plan(course, assignment, name)
     app = GenerateAssignment(coursedir=course.coursedir(assignment_id=assignment), config=course.config)
@@ -105,10 +116,11 @@ class StudentResult:
     max_score: float = 0.0
     seconds: float | None = None  # wall-clock time of its seal
     reason: str = ""  # the first failed check, or why nothing could be graded
+    skipped: bool = False  # graded successfully from the same submission by an earlier run: not graded again
 
     @property
     def ok(self):
-        return self.status.startswith("graded")
+        return self.skipped or self.status.startswith("graded")
 
 
 @dataclass
@@ -151,6 +163,9 @@ class _Run:
     scratch: str
     log_dir: str
     cell_timeout: int
+    state: GradingState = None
+    digests: dict = field(default_factory=dict)  # student -> hash of the submission being graded
+    interrupted: bool = False  # Ctrl-C or SIGTERM: a seal killed now says nothing about the submission
     lock: threading.Lock = field(default_factory=threading.Lock)  # the gradebook's one writer
     slots: queue.Queue = field(default_factory=queue.Queue)
     outcomes: dict = field(default_factory=dict)  # (student, notebook) -> dict
@@ -332,6 +347,13 @@ def _status(outcome, run):
     return "graded" + (f" ({', '.join(notes)})" if notes else "")
 
 
+def _record(run, result):
+    """Write one finished student's outcome into the state file (before the next student is reported)."""
+    run.state.record(result.student, GRADED if result.ok else FAILED, submission=run.digests.get(result.student),
+                     score=result.score, max_score=result.max_score, status=result.status, reason=result.reason,
+                     seconds=result.seconds)
+
+
 @contextlib.contextmanager
 def _keep_environment(**variables):
     """Stands in for ``nbgrader.utils.setenv`` while threads grade: the variables are already set."""
@@ -339,18 +361,31 @@ def _keep_environment(**variables):
 
 
 def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, cell_timeout=None,
-              progress=True, warn=None, keep_scratch=False):
+              progress=True, warn=None, keep_scratch=False, regrade=(), force=False, note=None):
     """Collect the submissions in ``submissions_path`` and autograde every student, sealed; returns a report.
 
-    ``warn(message)`` is called once for every skipped file, before grading starts.
+    ``warn(message)`` is called once for every skipped file, before grading starts; ``note(message)`` once for
+    every student skipped because an earlier run graded the same submission successfully (the students in
+    ``regrade``, or all with ``force``, are graded again anyway). The assignment's lock is held throughout: a
+    second grader of the same assignment is refused (``CourseError``).
     """
+    limits = limits or SealLimits()
+    limits.validate()
+    course.released_notebooks(assignment)
+    with assignment_lock(course, assignment, f"course autograde {assignment}"):
+        return _autograde(course, assignment, submissions_path, jobs=jobs, limits=limits, cell_timeout=cell_timeout,
+                          progress=progress, warn=warn, keep_scratch=keep_scratch, regrade=set(regrade or ()),
+                          force=force, note=note)
+
+
+def _autograde(course, assignment, submissions_path, *, jobs, limits, cell_timeout, progress, warn, keep_scratch,
+               regrade, force, note):
     from nbgrader.converters import Autograde
     from traitlets.config import Config
 
-    limits = limits or SealLimits()
-    limits.validate()
     jobs = jobs or os.cpu_count() or 1
     notebooks = course.released_notebooks(assignment)
+    state = GradingState(course, assignment)
     max_code, max_written = gradebook.max_scores(course, assignment)
     report = AutogradeReport(assignment, manual_points=max_written)
     grading_dir = os.path.join(course.root, ".grading")
@@ -365,14 +400,48 @@ def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, c
                 warn(str(problem))
         students = sorted({s.student for s in submissions})
         invalid = sorted({p.student for p in problems if p.student} - set(students))
+        unknown = sorted(regrade - set(students))
+        if students and unknown:
+            raise CourseError(f"--regrade {unknown[0]}: {submissions_path} holds no valid submission of theirs")
         for student in invalid:
             reasons = [p.message for p in problems if p.student == student]
             report.results.append(StudentResult(student, "invalid: " + _one_line(reasons[0], 80), 0.0, max_code))
         gradebook.record_students(course, invalid)  # listed with 0 points in the grades
+        for student in invalid:
+            reasons = [p.message for p in problems if p.student == student]
+            state.record(student, FAILED, submission=None, score=0.0, max_score=max_code, status="invalid",
+                         reason="; ".join(reasons))
         if not students:
             raise CourseError(f"nothing to grade in {submissions_path}: no valid submission "
                               f"(expected notebooks named <student_id>_{notebooks[0]}.ipynb)")
-        collect(course, assignment, submissions)
+
+        # who is left to grade: every student but those graded successfully from this very submission
+        digests = {student: submission_hash({s.notebook: s.path for s in submissions if s.student == student})
+                   for student in students}
+        in_gradebook = gradebook.code_scores(course, assignment)
+        to_grade = []
+        for student in students:
+            folder = course.path("submitted", student, assignment)
+            collected = {s.notebook: os.path.join(folder, s.notebook + ".ipynb")
+                         for s in submissions if s.student == student}
+            unchanged = (not force and student not in regrade and state.is_graded(student, digests[student])
+                         and student in in_gradebook and all(os.path.isfile(p) for p in collected.values())
+                         and submission_hash(collected) == digests[student])
+            if not unchanged:
+                to_grade.append(student)
+                continue
+            score, max_score = in_gradebook[student]
+            report.results.append(StudentResult(student, "skipped: graded before", score, max_score, None, "",
+                                                skipped=True))
+            if note:
+                note(f"skipped {student}: already graded from this submission ({score:g} / {max_score:g}); "
+                     f"--regrade {student} grades it again")
+        # written before anything of theirs changes: a run stopped from here on leaves them pending, never "graded"
+        state.mark_pending(to_grade, digests)
+        if not to_grade:
+            report.results.sort(key=lambda r: r.student)
+            return report
+        collect(course, assignment, [s for s in submissions if s.student in set(to_grade)])
 
         # the checks of every notebook, recorded once; their inputs are what every seal gets
         plans, inputs, hidden = {}, {}, set()
@@ -390,7 +459,7 @@ def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, c
         timeout = cell_timeout or config.get("ExecutePreprocessor", {}).get("timeout", 60) or 60
         log_dir = os.path.join(grading_dir, "logs", assignment)
         os.makedirs(log_dir, exist_ok=True)
-        run = _Run(course, assignment, seal, plans, inputs, base, log_dir, int(timeout))
+        run = _Run(course, assignment, seal, plans, inputs, base, log_dir, int(timeout), state, digests)
         for slot in range(jobs):
             run.slots.put(slot)
         sealed_execute = type("SealedExecute", (SealedExecute,), {"run": run})
@@ -404,7 +473,7 @@ def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, c
             raise CourseError("this nbgrader version's autograde steps are not the expected ones")
         steps.insert(steps.index(SaveAutoGrades), apply_verdicts)
         config.Autograde.autograde_preprocessors = steps
-        for student in students:
+        for student in to_grade:
             shutil.rmtree(course.path("autograded", student, assignment), ignore_errors=True)
             shutil.rmtree(course.path("feedback", student, assignment), ignore_errors=True)
             if os.path.exists(os.path.join(log_dir, f"{student}.log")):
@@ -426,13 +495,16 @@ def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, c
             status = _status(outcome, run) if success else "error: " + _one_line(_last_line(error or log), 80)
             reason = outcome.get("first_failure", "") if outcome.get("answered") else _stop_reason(outcome, run)
             seconds = outcome.get("seconds", time.monotonic() - start)
-            return StudentResult(student, status, score, max_score, seconds, reason)
+            result = StudentResult(student, status, score, max_score, seconds, reason)
+            if not (run.interrupted and not outcome.get("answered")):  # stopped by Ctrl-C: left pending
+                _record(run, result)
+            return result
 
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(students), desc=f"autograding {assignment}", unit="student", file=sys.stderr,
+            bar = tqdm(total=len(to_grade), desc=f"autograding {assignment}", unit="student", file=sys.stderr,
                        dynamic_ncols=True)
         allow_new_seals()
         # nbgrader sets and then deletes NBGRADER_EXECUTION around each notebook (utils.setenv), which fails when
@@ -446,18 +518,22 @@ def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, c
         nbgrader.utils.setenv = _keep_environment
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
         try:
-            futures = {pool.submit(grade, student): student for student in students}
+            futures = {pool.submit(grade, student): student for student in to_grade}
             for future in concurrent.futures.as_completed(futures):
                 student = futures[future]
                 try:
                     report.results.append(future.result())
                 except Exception as error:  # the grader's own failure for one student: the others go on
                     report.results.append(StudentResult(student, f"error: {type(error).__name__}: "
-                                                                 f"{_one_line(str(error), 80)}", 0.0, max_code))
+                                                                 f"{_one_line(str(error), 80)}", 0.0, max_code,
+                                                        reason=f"{type(error).__name__}: {error}"))
+                    if not run.interrupted:
+                        _record(run, report.results[-1])
                 if bar is not None:
                     bar.set_postfix_str(f"{student}: {report.results[-1].status[:30]}", refresh=False)
                     bar.update(1)
         except BaseException:  # Ctrl-C: stop the students still queued or running
+            run.interrupted = True
             pool.shutdown(wait=False, cancel_futures=True)
             terminate_all()
             raise
