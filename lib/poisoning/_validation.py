@@ -26,6 +26,7 @@ __all__ = [
     "check_number",
     "check_positive",
     "check_count",
+    "check_pair",
     "check_random_state",
     "seed_from",
 ]
@@ -177,6 +178,17 @@ def check_count(value, name, low=0, high=None):
 # --------------------------------------------------------------------------------------------------
 # randomness
 # --------------------------------------------------------------------------------------------------
+def check_pair(value, name):
+    """``(low, high)`` from a pair; ``TypeError`` for a non-iterable, ``ValueError`` for the wrong length."""
+    try:
+        low, high = value
+    except TypeError:
+        raise TypeError(f"{name} must be None or a pair (low, high), got {value!r}") from None
+    except ValueError:
+        raise ValueError(f"{name} must be None or a pair (low, high), got {value!r}") from None
+    return low, high
+
+
 def _random_state_error(random_state, name):
     """The error for a ``random_state`` that is none of the four accepted kinds, or a seed out of range."""
     expected = "None, a non-negative integer, a numpy RandomState or a numpy Generator"

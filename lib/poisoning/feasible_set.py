@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_number, check_X, check_Xy
+from ._validation import check_number, check_pair, check_X, check_Xy
 from .sanitization import L2Defence, SlabDefence
 
 __all__ = ["SphereSlabFeasibleSet"]
@@ -66,12 +66,7 @@ class SphereSlabFeasibleSet(BaseEstimator):
         """Fit the two defences on ``(X, y)`` (usually the clean training set). Returns ``self``."""
         shrink = check_number(self.shrink, "shrink", low=0, high=1, low_open=True)
         if self.box is not None:
-            try:
-                low, high = self.box
-            except TypeError:
-                raise TypeError(f"box must be None or a pair (low, high), got {self.box!r}") from None
-            except ValueError:
-                raise ValueError(f"box must be None or a pair (low, high), got {self.box!r}") from None
+            low, high = check_pair(self.box, "box")
             low, high = check_number(low, "box[0]"), check_number(high, "box[1]")
             if not low < high:
                 raise ValueError(f"box must be (low, high) with low < high, got {self.box!r}")

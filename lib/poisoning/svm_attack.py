@@ -44,8 +44,8 @@ from sklearn.utils import ClassifierTags
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from poisoning._validation import (as_float_array, check_count, check_number, check_positive, check_random_state,
-                                   check_Xy)
+from poisoning._validation import (as_float_array, check_count, check_number, check_pair, check_positive,
+                                   check_random_state, check_Xy)
 from poisoning.threat_model import empirical_risk
 
 __all__ = ["SVMPoisoningAttack", "svm_poisons", "validation_hinge_loss", "poisoning_gradient"]
@@ -327,12 +327,7 @@ class SVMPoisoningAttack(BaseEstimator):
         d = X_train.shape[1]
         if self.bounds is None:
             return X_train.min(0), X_train.max(0)
-        try:
-            low, high = self.bounds
-        except TypeError:
-            raise TypeError(f"bounds must be None or a pair (low, high), got {self.bounds!r}") from None
-        except ValueError:
-            raise ValueError(f"bounds must be None or a pair (low, high), got {self.bounds!r}") from None
+        low, high = check_pair(self.bounds, "bounds")
         low, high = as_float_array(low, "bounds[0]"), as_float_array(high, "bounds[1]")
         try:
             low = np.broadcast_to(low, (d,)).copy()
