@@ -1,14 +1,28 @@
-"""The course folder: its nbgrader configuration, assignments and gradebook."""
+"""The course folder: its nbgrader configuration, assignments and gradebook.
+
+The gradebook is nbgrader's database, named by ``CourseDirectory.db_url`` in ``nbgrader_config.py`` or, when set,
+by the environment variable ``COURSE_DB_URL`` (so that a password need not be in a committed file): an SQLite file
+(``sqlite:///PATH``, nbgrader's default ``gradebook.db`` in the course folder) or a PostgreSQL database
+(``postgresql://USER:PASSWORD@HOST:PORT/DATABASE``, or ``postgresql+psycopg2://...``), which several instructors can
+share. Everything the grader reads or writes there goes through :mod:`grading.gradebook`.
+"""
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import logging
 import os
 import sys
 from dataclasses import dataclass
 
 CONFIG_FILE = "nbgrader_config.py"
+#: the environment variable that, when set, names the gradebook instead of ``CourseDirectory.db_url``
+DB_URL_VARIABLE = "COURSE_DB_URL"
+SQLITE, POSTGRESQL = "sqlite", "postgresql"
+# the PostgreSQL driver the course installs (psycopg2-binary); SQLAlchemy 2.1 would take psycopg 3 for a bare
+# postgresql:// URL, so the course names the driver for nbgrader's steps too
+POSTGRESQL_DRIVER = "postgresql+psycopg2"
 
 
 class CourseError(Exception):
@@ -48,6 +62,30 @@ def load_config(path):
         raise CourseError(f"cannot read {path}: {type(error).__name__}: {error}") from None
 
 
+def gradebook_url(url, origin="CourseDirectory.db_url"):
+    """``(kind, url)`` of a gradebook URL: ``kind`` is :data:`SQLITE` or :data:`POSTGRESQL`, and a PostgreSQL
+    ``url`` names the course's driver. Any other URL is refused (``CourseError``, without its password);
+    ``origin`` says where the URL came from."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    expected = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        scheme = url.split("://", 1)[0] + "://..." if "://" in url else "not a URL"
+        raise CourseError(f"{origin} = {scheme} is not a gradebook URL the course CLI can use ({expected})") from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.drivername == SQLITE and url.startswith("sqlite:///") and parsed.database:
+        return SQLITE, url
+    if parsed.drivername in (POSTGRESQL, POSTGRESQL_DRIVER):
+        if not parsed.database:
+            raise CourseError(f"{origin} = {shown} names no database ({expected})")
+        return POSTGRESQL, POSTGRESQL_DRIVER + url[url.index("://"):]
+    raise CourseError(f"{origin} = {shown} is not a gradebook the course CLI can use: it needs an SQLite file or a "
+                      f"PostgreSQL database ({expected})")
+
+
 @dataclass
 class Course:
     """A course folder with an ``nbgrader_config.py``."""
@@ -69,9 +107,18 @@ class Course:
         config = load_config(config_path)
         # whatever the file says, the course is the folder it was opened from
         config.CourseDirectory.root = root
+        origin = "CourseDirectory.db_url"
+        override = os.environ.get(DB_URL_VARIABLE, "").strip()
+        if override:  # e.g. a password kept out of nbgrader_config.py
+            config.CourseDirectory.db_url = override
+            origin = DB_URL_VARIABLE
         course = cls(root, config)
-        if not course.db_url.startswith("sqlite:///"):
-            raise CourseError(f"the course CLI needs an SQLite gradebook, got CourseDirectory.db_url = {course.db_url}")
+        kind, url = gradebook_url(course.db_url, origin)
+        if url != course.db_url:  # nbgrader's own steps use the same driver as the course's code
+            config.CourseDirectory.db_url = url
+        if kind == POSTGRESQL and importlib.util.find_spec("psycopg2") is None:
+            raise CourseError("a PostgreSQL gradebook needs the driver psycopg2: pip install psycopg2-binary "
+                              "(part of the project's course extra)")
         return course
 
     @property
@@ -95,8 +142,29 @@ class Course:
         return self.coursedir().db_url
 
     @property
+    def db_kind(self):
+        """:data:`SQLITE` or :data:`POSTGRESQL`."""
+        return gradebook_url(self.db_url)[0]
+
+    @property
     def db_path(self):
+        """The SQLite gradebook's file (``None`` for a PostgreSQL gradebook, which is no file of the course)."""
+        if self.db_kind != SQLITE:
+            return None
         return self.db_url[len("sqlite:///"):]
+
+    @property
+    def db_label(self):
+        """The gradebook in words, for messages (never with a password)."""
+        if self.db_kind == SQLITE:
+            return f"SQLite gradebook {self.db_path}"
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.db_url)
+        host = url.host or url.query.get("host") or "the local socket"
+        where = f"{host}:{url.port or 5432}" if url.host else host
+        user = f" as {url.username}" if url.username else ""
+        return f"PostgreSQL gradebook '{url.database}' on {where}{user}"
 
     def path(self, step, student_id=".", assignment_id="."):
         """The folder of one nbgrader step, e.g. ``path("release", ".", "assignment1")``."""
@@ -132,16 +200,10 @@ class Course:
         return names
 
     def in_gradebook(self, assignment):
-        if not os.path.isfile(self.db_path):
-            return False
-        from nbgrader.api import Gradebook, MissingEntry
+        """Whether the gradebook has the assignment (it was released)."""
+        from . import gradebook
 
-        with Gradebook(self.db_url, self.course_id) as gradebook:
-            try:
-                gradebook.find_assignment(assignment)
-            except MissingEntry:
-                return False
-        return True
+        return gradebook.has_assignment(self, assignment)
 
 
 def quiet_logger(name="grading.nbgrader", level=logging.WARNING):

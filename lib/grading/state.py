@@ -8,7 +8,10 @@
   the others (failed, interrupted, new, resubmitted) are graded again, and nbgrader replaces their grades.
 * **The lock** ``.grading/locks/<assignment>.lock`` is held (``fcntl.flock``, exclusive) by the command that grades
   or releases the assignment; a second one is refused with one line that names the holder. The operating system
-  drops the lock when its holder ends, also when it is killed.
+  drops the lock when its holder ends, also when it is killed. With a PostgreSQL gradebook, which instructors may
+  share from other course folders or machines, the command also holds the assignment's advisory lock in that
+  database (:func:`grading.gradebook.advisory_lock`), on a connection of its own: a grader of the same assignment
+  anywhere is refused, and the server drops the lock with the connection, also when its holder is killed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import tempfile
 import threading
 import time
 
-from .coursedir import CourseError
+from . import gradebook
+from .coursedir import SQLITE, CourseError
 
 __all__ = ["GradingState", "assignment_lock", "lock_holder", "submission_hash", "submitted_hashes", "status_rows",
            "GRADED", "FAILED", "PENDING"]
@@ -164,7 +168,10 @@ def _holder_text(handle):
 def assignment_lock(course, assignment, command):
     """Hold the assignment's lock while the block runs; refuse (``CourseError``) while another command holds it.
 
-    ``command`` (e.g. ``"course autograde assignment1"``) is written into the lock file for the others' message."""
+    ``command`` (e.g. ``"course autograde assignment1"``) is written into the lock file for the others' message.
+    With a PostgreSQL gradebook, the assignment's advisory lock in that database is held too (taken after the
+    file's lock), so that a grader of the same assignment in another course folder, or on another machine, is
+    refused as well."""
     path = _lock_path(course, assignment)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     handle = open(path, "a+")  # never truncated before the lock is held
@@ -186,7 +193,8 @@ def assignment_lock(course, assignment, command):
         handle.write(f"{command} (pid {os.getpid()}, since {_now()})\n")
         handle.flush()
         try:
-            yield
+            with _shared_lock(course, assignment, command):
+                yield
         finally:
             with contextlib.suppress(OSError):
                 handle.seek(0)
@@ -195,18 +203,33 @@ def assignment_lock(course, assignment, command):
         handle.close()  # releases the lock
 
 
-def lock_holder(course, assignment):
-    """Who holds the assignment's lock now (the text its holder wrote), or ``None``."""
-    path = _lock_path(course, assignment)
-    if not os.path.exists(path):
-        return None
-    with open(path) as handle:
+@contextlib.contextmanager
+def _shared_lock(course, assignment, command):
+    """The assignment's advisory lock in a PostgreSQL gradebook (nothing for SQLite, whose file is the course's)."""
+    if course.db_kind == SQLITE:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
         try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            return _holder_text(handle)
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
+            stack.enter_context(gradebook.advisory_lock(course, assignment, command))
+        except gradebook.LockBusy as busy:
+            raise CourseError(f"{assignment} is busy: {busy.holder} is grading or releasing it against the same "
+                              f"gradebook ({course.db_label}); wait until it ends, then run this again") from None
+        yield
+
+
+def lock_holder(course, assignment):
+    """Who holds the assignment's lock now (the text its holder wrote), or ``None``. With a PostgreSQL gradebook,
+    also a holder in another course folder or on another machine (the connection that holds the advisory lock)."""
+    path = _lock_path(course, assignment)
+    if os.path.exists(path):
+        with open(path) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return _holder_text(handle)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return gradebook.advisory_lock_holder(course, assignment)
 
 
 # --------------------------------------------------------------------------------------------------
