@@ -57,6 +57,10 @@ is graded again and replaces that student's grade only; so do --regrade STUDENT 
 a run grades an assignment, it holds .grading/locks/ASSIGNMENT.lock: a second `course autograde` (or `course
 release`) of that assignment is refused. `course status ASSIGNMENT` shows where every student stands.
 
+With --scheduler tcp://HOST:PORT the notebooks are executed and judged on the workers of that Dask cluster
+(each with the course's environment and bubblewrap, checked first); this command still prepares them with
+nbgrader and is the only writer of the gradebook.
+
 Without a working bubblewrap nothing is graded (never unsealed)."""
 
 
@@ -118,6 +122,9 @@ def build_parser():
                    help="grade every student again, also those graded before from the same submission")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--keep-scratch", action="store_true", help="keep the scratch folders (for debugging)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="grade on the workers of this Dask cluster instead of this machine; --jobs is then how "
+                        "many notebooks are in flight (default: the cluster's worker threads)")
 
     p = commands.add_parser("status", help="where every student of an assignment stands: graded, pending, failed",
                             description="One row per student known for ASSIGNMENT (collected in submitted/, or "
@@ -259,7 +266,8 @@ def _autograde(course, args):
                         file_size_mb=args.file_size_mb, processes=args.max_processes, output_mb=args.output_mb)
     report = autograde(course, args.assignment, args.submissions, jobs=args.jobs, limits=limits,
                        cell_timeout=args.cell_timeout, progress=not args.no_progress, warn=_warn,
-                       keep_scratch=args.keep_scratch, regrade=args.regrade, force=args.force, note=_note)
+                       keep_scratch=args.keep_scratch, regrade=args.regrade, force=args.force, note=_note,
+                       scheduler=args.scheduler)
     print(report.table())
     skipped = [r for r in report.results if r.skipped]
     ran = [r for r in report.results if not r.skipped]

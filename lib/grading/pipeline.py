@@ -28,8 +28,6 @@ import contextlib
 import csv
 import glob
 import os
-import pickle
-import queue
 import shutil
 import sys
 import tempfile
@@ -39,16 +37,18 @@ from dataclasses import dataclass, field
 
 from nbconvert.preprocessors import Preprocessor
 
-from . import gradebook
+from . import gradebook, tasks
 from .coursedir import CourseError, quiet_logger, run_nbgrader
-from .seal import Seal, SealLimits, allow_new_seals, sealed_packages, terminate_all
+from .seal import SealLimits
 from .state import FAILED, GRADED, GradingState, assignment_lock, submission_hash
 from .submissions import collect, gather
+from .tasks import (DaskRunner, GradingTask, LocalRunner, NotebookChecks, graded_cells, graded_log, library_digest,
+                    outcome_summary, stop_reason, verdict_output)
 
 __all__ = ["release", "autograde", "generate_feedback", "export_grades", "StudentResult", "AutogradeReport"]
 
 #: the error name of a failed verdict in the autograded notebook
-FAILURE = "GradingFailure"
+FAILURE = tasks.FAILURE
 
 
 # --------------------------------------------------------------------------------------------------
@@ -157,68 +157,22 @@ class _Run:
 
     course: object
     assignment: str
-    seal: Seal
-    plans: dict  # notebook -> Plan
-    inputs: dict  # notebook -> path of its pickled inputs
-    scratch: str
+    runner: object  # grading.tasks.LocalRunner or DaskRunner
+    limits: SealLimits
     log_dir: str
     cell_timeout: int
     state: GradingState = None
     digests: dict = field(default_factory=dict)  # student -> hash of the submission being graded
+    library: str = ""  # grading.tasks.library_digest() of this grader
+    keep_jobs: bool = False  # --keep-scratch
     interrupted: bool = False  # Ctrl-C or SIGTERM: a seal killed now says nothing about the submission
     lock: threading.Lock = field(default_factory=threading.Lock)  # the gradebook's one writer
-    slots: queue.Queue = field(default_factory=queue.Queue)
     outcomes: dict = field(default_factory=dict)  # (student, notebook) -> dict
 
 
-def _clean_outputs(raw):
-    """The outputs of one cell as the seal reported them, rebuilt from known fields only."""
-    from nbformat.v4 import new_output
-
-    def text(value, limit=1_000_000):
-        if isinstance(value, list):
-            value = "".join(v for v in value if isinstance(v, str))
-        return value[:limit] if isinstance(value, str) else ""
-
-    cleaned = []
-    for output in raw if isinstance(raw, list) else []:
-        if not isinstance(output, dict):
-            continue
-        kind = output.get("output_type")
-        if kind == "stream":
-            name = output.get("name") if output.get("name") in ("stdout", "stderr") else "stdout"
-            cleaned.append(new_output("stream", name=name, text=text(output.get("text"))))
-        elif kind == "error":
-            traceback = output.get("traceback")
-            traceback = [text(line, 10_000) for line in traceback[:200]] if isinstance(traceback, list) else []
-            cleaned.append(new_output("error", ename=text(output.get("ename"), 200),
-                                      evalue=text(output.get("evalue"), 10_000), traceback=traceback))
-        elif kind in ("display_data", "execute_result"):
-            data = output.get("data") if isinstance(output.get("data"), dict) else {}
-            kept = {mime: text(value) for mime, value in data.items()
-                    if mime in ("text/plain", "text/html", "text/markdown", "text/latex", "image/png",
-                                "image/jpeg", "image/svg+xml") and isinstance(value, (str, list))}
-            if kind == "execute_result":
-                count = output.get("execution_count")
-                count = count if isinstance(count, int) and not isinstance(count, bool) else None
-                cleaned.append(new_output("execute_result", data=kept, execution_count=count))
-            else:
-                cleaned.append(new_output("display_data", data=kept))
-    return cleaned
-
-
-def _graded_cells(nb):
-    """``{grade id: cell}`` of the graded test cells (code, not solution)."""
-    found = {}
-    for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
-            found[meta.get("grade_id")] = cell
-    return found
-
-
 class SealedExecute(Preprocessor):
-    """nbgrader's Execute step, in a seal: the outputs of the cells and of the student's functions come back."""
+    """nbgrader's Execute step, done by :func:`grading.tasks.grade_notebook` through the run's runner (in a seal
+    here, or on a Dask worker): the executed cells' outputs and the verdicts come back."""
 
     enabled = True
     run: _Run = None  # set on a subclass made for each autograde run
@@ -229,93 +183,52 @@ class SealedExecute(Preprocessor):
         run = self.run
         student = resources["nbgrader"]["student"]
         notebook = resources["nbgrader"]["notebook"]
-        job = os.path.join(run.scratch, "jobs", f"{student}--{notebook}")
-        shutil.rmtree(job, ignore_errors=True)
-        os.makedirs(os.path.join(job, "files"))
-        nbformat.write(nb, os.path.join(job, "notebook.ipynb"))
-        shutil.copyfile(run.inputs[notebook], os.path.join(job, "inputs.pickle"))
+        files = {}
         folder = resources.get("metadata", {}).get("path") or ""
         for path in sorted(glob.glob(os.path.join(folder, "*"))):  # the assignment's supporting files
             if os.path.isfile(path) and not os.path.islink(path) and not path.endswith(".ipynb"):
-                shutil.copyfile(path, os.path.join(job, "files", os.path.basename(path)))
-        log_path = os.path.join(run.log_dir, f"{student}.log")
-        run.lock.release()  # other students' nbgrader steps may run while this seal does
+                with open(path, "rb") as handle:
+                    files[os.path.basename(path)] = handle.read()
+        task = GradingTask(run.assignment, student, notebook, nbformat.writes(nb), files, run.limits,
+                           run.cell_timeout, run.library, run.keep_jobs)
+        run.lock.release()  # other students' nbgrader steps may run while this one is graded
         try:
-            slot = run.slots.get()
-            try:
-                outcome = run.seal.run(job, slot=slot, cell_timeout=run.cell_timeout, log_path=log_path)
-            finally:
-                run.slots.put(slot)
+            graded = run.runner.grade(task)
         finally:
             run.lock.acquire()
-            shutil.rmtree(job, ignore_errors=True)
-        result = outcome.result or {}
-        outputs = result.get("outputs") if isinstance(result.get("outputs"), dict) else {}
-        counts = result.get("counts") if isinstance(result.get("counts"), dict) else {}
-        cell_errors, timeouts, memory = {}, 0, 0
-        graded = {id(cell): gid for gid, cell in _graded_cells(nb).items()}
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
-                continue
-            cell.outputs = _clean_outputs(outputs.get(str(index)))
-            count = counts.get(str(index))
-            cell.execution_count = count if isinstance(count, int) and not isinstance(count, bool) else None
-            for output in cell.outputs:
-                if output.output_type == "error":
-                    timeouts += output.ename == "CellTimeoutError"
-                    memory += output.ename == "MemoryError"
-                    if id(cell) in graded and graded[id(cell)] not in cell_errors:
-                        cell_errors[graded[id(cell)]] = _one_line(f"{output.ename}: {output.evalue}", 120)
-        error = result.get("error") if isinstance(result.get("error"), str) else None
-        run.outcomes[(student, notebook)] = {
-            "records": result.get("records", []), "cell_errors": cell_errors, "stopped": outcome.stopped,
-            "answered": outcome.result is not None, "error": error, "seconds": outcome.seconds,
-            "timeouts": timeouts, "memory": memory}
+        with open(os.path.join(run.log_dir, f"{student}.log"), "a", encoding="utf-8") as log:
+            log.write(graded_log(graded))
+        executed = nbformat.reads(graded.content, as_version=4)
+        if len(executed.cells) != len(nb.cells):
+            raise RuntimeError(f"the graded notebook has {len(executed.cells)} cells, the submission {len(nb.cells)}")
+        for cell, done in zip(nb.cells, executed.cells):  # only the outputs come back into nbgrader's notebook
+            if cell.cell_type == "code":
+                cell.outputs = done.get("outputs", [])
+                cell.execution_count = done.get("execution_count")
+        run.outcomes[(student, notebook)] = outcome_summary(graded)
         return nb, resources
 
 
 class ApplyVerdicts(Preprocessor):
-    """Each graded test cell's only output becomes the grader's verdict (what ``SaveAutoGrades`` scores)."""
+    """Each graded test cell's only output is the grader's verdict again, after nbgrader's LimitOutput (what
+    ``SaveAutoGrades`` scores)."""
 
     enabled = True
     run: _Run = None
 
     def preprocess(self, nb, resources):
-        from nbformat.v4 import new_output
-
         run = self.run
         student = resources["nbgrader"]["student"]
         notebook = resources["nbgrader"]["notebook"]
-        outcome = run.outcomes.get((student, notebook), {})
-        plan = run.plans[notebook]
-        verdicts = plan.verdicts(outcome.get("records", []), outcome.get("cell_errors", {}))
-        failures = []
-        for gid, cell in _graded_cells(nb).items():
-            passed, message = verdicts.get(gid, (False, "this test cell is not one of the assignment's"))
-            if not outcome.get("answered"):
-                passed, message = False, "the notebook could not be executed: " + _stop_reason(outcome, run)
-            if passed:
-                cell.outputs = [new_output("stream", name="stdout", text=f"{gid}: {message} (checked by the grader)\n")]
-            else:
-                cell.outputs = [new_output("error", ename=FAILURE, evalue=message,
-                                           traceback=[f"{FAILURE}: {gid}: {message}"])]
-                failures.append(f"{gid}: {message}")
-        outcome["first_failure"] = failures[0] if failures else ""
+        verdicts = run.outcomes.get((student, notebook), {}).get("verdicts", {})
+        for gid, cell in graded_cells(nb).items():
+            passed, message = verdicts.get(gid, (False, "the grader has no verdict for this test cell"))
+            cell.outputs = [verdict_output(gid, passed, message)]
         return nb, resources
 
 
 def _stop_reason(outcome, run):
-    stopped = outcome.get("stopped")
-    limits = run.seal.limits
-    if stopped == "wall clock":
-        return f"timeout: stopped after {limits.wall_seconds} s (wall clock)"
-    if stopped == "memory":
-        return f"memory limit: its processes used more than {limits.memory_mb} MB together"
-    if stopped == "cpu":
-        return "CPU limit: its processes used too much CPU time together"
-    if stopped == "output":
-        return f"output limit: it printed more than {limits.output_mb} MB"
-    return "the seal gave no answer (its executor was killed or crashed)"
+    return stop_reason(outcome.get("stopped"), run.limits)
 
 
 def _worst(outcomes):
@@ -361,29 +274,37 @@ def _keep_environment(**variables):
 
 
 def autograde(course, assignment, submissions_path, *, jobs=None, limits=None, cell_timeout=None,
-              progress=True, warn=None, keep_scratch=False, regrade=(), force=False, note=None):
+              progress=True, warn=None, keep_scratch=False, regrade=(), force=False, note=None, scheduler=None):
     """Collect the submissions in ``submissions_path`` and autograde every student, sealed; returns a report.
 
     ``warn(message)`` is called once for every skipped file, before grading starts; ``note(message)`` once for
     every student skipped because an earlier run graded the same submission successfully (the students in
     ``regrade``, or all with ``force``, are graded again anyway). The assignment's lock is held throughout: a
     second grader of the same assignment is refused (``CourseError``).
+
+    ``scheduler`` (e.g. ``"tcp://10.0.0.5:8786"``) grades on the workers of that Dask cluster instead of this
+    machine (:class:`grading.tasks.DaskRunner`); ``jobs`` is then how many notebooks are in flight (default: the
+    cluster's worker threads). This process stays the only writer of the gradebook either way.
     """
     limits = limits or SealLimits()
     limits.validate()
     course.released_notebooks(assignment)
     with assignment_lock(course, assignment, f"course autograde {assignment}"):
-        return _autograde(course, assignment, submissions_path, jobs=jobs, limits=limits, cell_timeout=cell_timeout,
-                          progress=progress, warn=warn, keep_scratch=keep_scratch, regrade=set(regrade or ()),
-                          force=force, note=note)
+        runner = DaskRunner(scheduler, jobs) if scheduler else LocalRunner(jobs)
+        try:
+            runner.connect()  # an unreachable cluster or a missing bubblewrap stops the run before anything changes
+            return _autograde(course, assignment, submissions_path, runner=runner, limits=limits,
+                              cell_timeout=cell_timeout, progress=progress, warn=warn, keep_scratch=keep_scratch,
+                              regrade=set(regrade or ()), force=force, note=note)
+        finally:
+            runner.close()
 
 
-def _autograde(course, assignment, submissions_path, *, jobs, limits, cell_timeout, progress, warn, keep_scratch,
+def _autograde(course, assignment, submissions_path, *, runner, limits, cell_timeout, progress, warn, keep_scratch,
                regrade, force, note):
     from nbgrader.converters import Autograde
     from traitlets.config import Config
 
-    jobs = jobs or os.cpu_count() or 1
     notebooks = course.released_notebooks(assignment)
     state = GradingState(course, assignment)
     max_code, max_written = gradebook.max_scores(course, assignment)
@@ -444,24 +365,21 @@ def _autograde(course, assignment, submissions_path, *, jobs, limits, cell_timeo
         collect(course, assignment, [s for s in submissions if s.student in set(to_grade)])
 
         # the checks of every notebook, recorded once; their inputs are what every seal gets
-        plans, inputs, hidden = {}, {}, set()
-        os.makedirs(os.path.join(base, "inputs"))
+        checks, hidden = {}, set()
         for notebook in notebooks:
-            plans[notebook], hidden_modules = _plan(course, assignment, notebook)
+            plan, hidden_modules = _plan(course, assignment, notebook)
             hidden.update(hidden_modules)
-            inputs[notebook] = os.path.join(base, "inputs", f"{notebook}.pickle")
-            with open(inputs[notebook], "wb") as handle:
-                pickle.dump(plans[notebook].inputs(), handle)
-        seal = Seal(limits, sealed_packages(base, sorted(hidden), assignment), base)
-        report.seal_note = (f"each submission sealed by bubblewrap ({seal.bwrap}); "
+            checks[notebook] = NotebookChecks(assignment, notebook, plan, tuple(sorted(hidden_modules)))
+        runner.start(checks)
+        jobs = runner.jobs
+        report.seal_note = (f"each submission sealed by bubblewrap, graded {runner.description}; "
                             f"hidden from the seals: {', '.join(sorted(hidden)) or 'nothing'}")
         config = Config(course.config)
         timeout = cell_timeout or config.get("ExecutePreprocessor", {}).get("timeout", 60) or 60
         log_dir = os.path.join(grading_dir, "logs", assignment)
         os.makedirs(log_dir, exist_ok=True)
-        run = _Run(course, assignment, seal, plans, inputs, base, log_dir, int(timeout), state, digests)
-        for slot in range(jobs):
-            run.slots.put(slot)
+        run = _Run(course, assignment, runner, limits, log_dir, int(timeout), state, digests, library_digest(),
+                   keep_scratch)
         sealed_execute = type("SealedExecute", (SealedExecute,), {"run": run})
         apply_verdicts = type("ApplyVerdicts", (ApplyVerdicts,), {"run": run})
         from nbgrader.preprocessors import Execute, SaveAutoGrades
@@ -506,7 +424,6 @@ def _autograde(course, assignment, submissions_path, *, jobs, limits, cell_timeo
 
             bar = tqdm(total=len(to_grade), desc=f"autograding {assignment}", unit="student", file=sys.stderr,
                        dynamic_ncols=True)
-        allow_new_seals()
         # nbgrader sets and then deletes NBGRADER_EXECUTION around each notebook (utils.setenv), which fails when
         # two threads do it at once: for this run it is set once, and nbgrader's setenv leaves it alone (the
         # seals have an environment of their own)
@@ -535,7 +452,7 @@ def _autograde(course, assignment, submissions_path, *, jobs, limits, cell_timeo
         except BaseException:  # Ctrl-C: stop the students still queued or running
             run.interrupted = True
             pool.shutdown(wait=False, cancel_futures=True)
-            terminate_all()
+            runner.stop()
             raise
         finally:
             pool.shutdown(wait=True)
@@ -548,7 +465,8 @@ def _autograde(course, assignment, submissions_path, *, jobs, limits, cell_timeo
                 bar.close()
     finally:
         if keep_scratch:
-            report.seal_note += f"; scratch folders kept in {base}"
+            report.seal_note += (f"; scratch folders kept in {base}, each notebook's job folder where it ran "
+                                 "(see the students' logs)")
         else:
             shutil.rmtree(base, ignore_errors=True)
     report.results.sort(key=lambda r: r.student)

@@ -46,10 +46,11 @@ import time
 from dataclasses import dataclass
 
 __all__ = ["SealLimits", "SealOutcome", "SealUnavailable", "Seal", "find_bwrap", "terminate_all",
-           "allow_new_seals"]
+           "allow_new_seals", "SEAL_SLOTS"]
 
 MIB = 1024 * 1024
 UID_BASE = 200_000  # as root, seal number i runs as uid UID_BASE + i (no such user exists)
+SEAL_SLOTS = 256  # seal numbers: at most this many seals at once on one machine
 SEAL_HOME, SEAL_JOB, SEAL_RUN = "/home/student", "/job", "/run/grading"
 
 
@@ -262,7 +263,7 @@ class Seal:
         self.passwd = os.path.join(scratch, "passwd")
         with open(self.passwd, "w") as handle:
             handle.write("root:x:0:0:root:/root:/bin/sh\n")
-            for i in range(256):
+            for i in range(SEAL_SLOTS):
                 handle.write(f"student:x:{UID_BASE + i}:{UID_BASE + i}:student:{SEAL_HOME}:/bin/sh\n")
             handle.write(f"student:x:{os.getuid()}:{os.getgid()}:student:{SEAL_HOME}:/bin/sh\n")
 
@@ -289,7 +290,7 @@ class Seal:
                  "--file-size-mb", str(limits.file_size_mb), "--processes", str(limits.processes),
                  "--output-mb", str(limits.output_mb), "--cell-timeout", str(cell_timeout)]
         if os.geteuid() == 0:
-            args += ["--uid", str(UID_BASE + slot % 256), "--gid", str(UID_BASE + slot % 256)]
+            args += ["--uid", str(UID_BASE + slot % SEAL_SLOTS), "--gid", str(UID_BASE + slot % SEAL_SLOTS)]
         return args
 
     @staticmethod
