@@ -446,8 +446,11 @@ def _autograde(course, assignment, submissions_path, *, runner, limits, cell_tim
                                                         reason=f"{type(error).__name__}: {error}"))
                     if not run.interrupted:
                         _record(run, report.results[-1])
-                if bar is not None:
-                    bar.set_postfix_str(f"{student}: {report.results[-1].status[:30]}", refresh=False)
+                if bar is not None:  # the student just finished, and the run's counts so far
+                    done = [r for r in report.results if not r.skipped]
+                    failed = sum(not r.ok for r in done)
+                    bar.set_postfix_str(f"{student}: {report.results[-1].status[:30]} | {len(done) - failed} graded, "
+                                        f"{failed} failed", refresh=False)
                     bar.update(1)
         except BaseException:  # Ctrl-C: stop the students still queued or running
             run.interrupted = True
