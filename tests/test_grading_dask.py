@@ -213,3 +213,32 @@ def test_a_worker_with_other_course_code_is_refused(cluster, monkeypatch):
     monkeypatch.setattr("grading.tasks._digest", "sha256:" + "1" * 64)  # this grader now differs from the workers
     with pytest.raises(CourseError, match="runs other course code than this grader"):
         DaskRunner(address).connect()
+
+
+def test_stopping_one_run_leaves_the_seals_of_another(released, checks):
+    """Two graders share a machine (or a Dask worker): Ctrl-C of one kills its own seals only."""
+    import threading
+
+    from grading import seal as seal_module
+
+    released_nb = read_nb(released / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    sleeping = helpers.with_cells(released_nb, {"part_a_solution": "import time\ntime.sleep(8)\n"})
+    results = {}
+
+    def grade(run_id):
+        try:
+            results[run_id] = grade_notebook(task_for(run_id, sleeping, run_id=run_id), checks)
+        except KeyboardInterrupt as stopped:
+            results[run_id] = stopped
+
+    threads = [threading.Thread(target=grade, args=(run_id,)) for run_id in ("stopped", "other")]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: {"stopped", "other"} <= set(seal_module._groups), "both runs' seals running", timeout=60)
+    seal_module.terminate_group("stopped")
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not results["stopped"].answered  # killed: no answer, so no points for anything
+    assert results["other"].answered and results["other"].error is None
+    with pytest.raises(KeyboardInterrupt):  # a stopped run starts no new seal
+        grade_notebook(task_for("again", sleeping, run_id="stopped"), checks)

@@ -190,7 +190,7 @@ class SealedExecute(Preprocessor):
                 with open(path, "rb") as handle:
                     files[os.path.basename(path)] = handle.read()
         task = GradingTask(run.assignment, student, notebook, nbformat.writes(nb), files, run.limits,
-                           run.cell_timeout, run.library, run.keep_jobs)
+                           run.cell_timeout, run.library, run.keep_jobs, run.runner.run_id)
         run.lock.release()  # other students' nbgrader steps may run while this one is graded
         try:
             graded = run.runner.grade(task)

@@ -46,7 +46,7 @@ import time
 from dataclasses import dataclass
 
 __all__ = ["SealLimits", "SealOutcome", "SealUnavailable", "Seal", "find_bwrap", "terminate_all",
-           "allow_new_seals", "SEAL_SLOTS"]
+           "allow_new_seals", "terminate_group", "SEAL_SLOTS"]
 
 MIB = 1024 * 1024
 UID_BASE = 200_000  # as root, seal number i runs as uid UID_BASE + i (no such user exists)
@@ -163,6 +163,8 @@ def _system_binds():
 # the seals of one grading run
 # --------------------------------------------------------------------------------------------------
 _running = set()
+_groups = {}  # group (one grading run) -> its seals running now
+_stopped_groups = set()
 _running_lock = threading.Lock()
 _stopping = threading.Event()
 
@@ -172,6 +174,16 @@ def terminate_all():
     _stopping.set()
     with _running_lock:
         processes = list(_running)
+    for process in processes:
+        _kill(process)
+
+
+def terminate_group(group):
+    """Kill the seals of one grading run (``Seal.run(..., group=...)``) and start no new one for it; the seals of
+    other runs (e.g. other graders sharing a Dask worker) go on."""
+    with _running_lock:
+        _stopped_groups.add(group)
+        processes = list(_groups.get(group, ()))
     for process in processes:
         _kill(process)
 
@@ -310,9 +322,11 @@ class Seal:
             "GRADING_JOB": SEAL_JOB, "GRADING_RUN": SEAL_RUN,
         }
 
-    def run(self, job_dir, *, slot=0, cell_timeout=60, log_path=os.devnull):
-        """Execute the job in ``job_dir`` in a fresh seal and wait for it; never raises for the student's doing."""
-        if _stopping.is_set():
+    def run(self, job_dir, *, slot=0, cell_timeout=60, log_path=os.devnull, group=None):
+        """Execute the job in ``job_dir`` in a fresh seal and wait for it; never raises for the student's doing.
+
+        ``group`` names the grading run the seal belongs to (:func:`terminate_group`)."""
+        if _stopping.is_set() or (group is not None and group in _stopped_groups):
             raise KeyboardInterrupt("grading was stopped")
         limits = self.limits
         start = time.monotonic()
@@ -324,7 +338,10 @@ class Seal:
                                        close_fds=True)
         with _running_lock:
             _running.add(process)
-        if _stopping.is_set():
+            if group is not None:
+                _groups.setdefault(group, set()).add(process)
+            stopped_now = _stopping.is_set() or (group is not None and group in _stopped_groups)
+        if stopped_now:
             _kill(process)
         state = {"stopped": None}
 
@@ -370,6 +387,10 @@ class Seal:
             process.stdout.close()
             with _running_lock:
                 _running.discard(process)
+                if group is not None:
+                    _groups.get(group, set()).discard(process)
+                    if not _groups.get(group, True):
+                        del _groups[group]
         stopped = state["stopped"]
         result = None
         if stopped is None and chunks:

@@ -26,6 +26,7 @@ that nbgrader's ``SaveAutoGrades`` scores.
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import fcntl
 import hashlib
@@ -39,7 +40,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from .seal import SEAL_SLOTS, Seal, SealLimits, SealUnavailable, allow_new_seals, find_bwrap, sealed_packages, \
-    terminate_all
+    terminate_group
 
 __all__ = ["GradingTask", "NotebookChecks", "GradedNotebook", "grade_notebook", "library_digest", "LocalRunner",
            "DaskRunner", "WorkerMismatch", "FAILURE", "verdict_output", "stop_reason"]
@@ -83,6 +84,7 @@ class GradingTask:
     cell_timeout: int = 60
     library: str = ""  # library_digest() of the grader; "" skips the check
     keep_job: bool = False  # leave the job folder (notebook, inputs, files, log) where it ran, for debugging
+    run_id: str = ""  # the grading run it belongs to: stopping that run stops its seals only
 
 
 @dataclass
@@ -251,27 +253,28 @@ def grade_notebook(task, checks):
     if (checks.assignment, checks.notebook) != (task.assignment, task.notebook):
         raise ValueError(f"checks of {checks.assignment}/{checks.notebook} given for {task.assignment}/{task.notebook}")
     nb = nbformat.reads(task.content, as_version=4)
-    seal, scratch = _seal_for(task.assignment, tuple(checks.hidden_modules), task.limits)
-    job = os.path.join(scratch, "jobs", f"{task.student}--{task.notebook}--{uuid.uuid4().hex[:8]}")
-    os.makedirs(os.path.join(job, "files"))  # not mkdtemp: the seal's user must be able to read it
-    log_path = job + ".log"
-    try:
-        nbformat.write(nb, os.path.join(job, "notebook.ipynb"))
-        with open(os.path.join(job, "inputs.pickle"), "wb") as handle:
-            handle.write(checks.inputs)
-        for name, content in sorted(task.files.items()):
-            if os.path.basename(name) != name or name in ("", ".", ".."):
-                raise ValueError(f"a supporting file's name must be a plain file name, got {name!r}")
-            with open(os.path.join(job, "files", name), "wb") as handle:
-                handle.write(content)
-        with seal_slot() as slot:
-            outcome = seal.run(job, slot=slot, cell_timeout=task.cell_timeout, log_path=log_path)
-        log = _tail(log_path)
-    finally:
-        if not task.keep_job:
-            shutil.rmtree(job, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                os.remove(log_path)
+    with _sealed(task.assignment, tuple(checks.hidden_modules), task.limits) as (seal, scratch):
+        job = os.path.join(scratch, "jobs", f"{task.student}--{task.notebook}--{uuid.uuid4().hex[:8]}")
+        os.makedirs(os.path.join(job, "files"))  # not mkdtemp: the seal's user must be able to read it
+        log_path = job + ".log"
+        try:
+            nbformat.write(nb, os.path.join(job, "notebook.ipynb"))
+            with open(os.path.join(job, "inputs.pickle"), "wb") as handle:
+                handle.write(checks.inputs)
+            for name, content in sorted(task.files.items()):
+                if os.path.basename(name) != name or name in ("", ".", ".."):
+                    raise ValueError(f"a supporting file's name must be a plain file name, got {name!r}")
+                with open(os.path.join(job, "files", name), "wb") as handle:
+                    handle.write(content)
+            with seal_slot() as slot:
+                outcome = seal.run(job, slot=slot, cell_timeout=task.cell_timeout, log_path=log_path,
+                                   group=task.run_id or None)
+            log = _tail(log_path)
+        finally:
+            if not task.keep_job:
+                shutil.rmtree(job, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    os.remove(log_path)
 
     result = outcome.result or {}
     outputs = result.get("outputs") if isinstance(result.get("outputs"), dict) else {}
@@ -319,12 +322,14 @@ def _where():
 # --------------------------------------------------------------------------------------------------
 # seals and slots of this process
 # --------------------------------------------------------------------------------------------------
-_seals = {}
+_seals = {}  # (assignment, hidden modules, limits) -> (Seal, its scratch folder)
+_in_use = collections.Counter()  # the same key -> notebooks being graded with it now
 _seals_lock = threading.Lock()
 
 
-def _seal_for(assignment, hidden_modules, limits):
-    """``(Seal, scratch folder)`` for one assignment's notebooks, made once per process."""
+@contextlib.contextmanager
+def _sealed(assignment, hidden_modules, limits):
+    """``(Seal, scratch folder)`` for one assignment's notebooks, made once per process and kept while in use."""
     key = (assignment, hidden_modules, limits)
     with _seals_lock:
         if key not in _seals:
@@ -334,16 +339,23 @@ def _seal_for(assignment, hidden_modules, limits):
             except BaseException:
                 shutil.rmtree(scratch, ignore_errors=True)
                 raise
-        return _seals[key]
+        _in_use[key] += 1
+        found = _seals[key]
+    try:
+        yield found
+    finally:
+        with _seals_lock:
+            _in_use[key] -= 1
 
 
 @atexit.register
 def release_seals():
-    """Delete the scratch folders of this process's seals (at the end of a run, and when the process ends)."""
+    """Delete the scratch folders of this process's seals that no notebook is using (at the end of a run, and when
+    the process ends); another run's seals in use stay."""
     with _seals_lock:
-        for _, scratch in _seals.values():
-            shutil.rmtree(scratch, ignore_errors=True)
-        _seals.clear()
+        for key in [key for key in _seals if not _in_use[key]]:
+            shutil.rmtree(_seals.pop(key)[1], ignore_errors=True)
+            del _in_use[key]
 
 
 @contextlib.contextmanager
@@ -391,6 +403,7 @@ class LocalRunner:
     def __init__(self, jobs=None):
         self.jobs = jobs or os.cpu_count() or 1
         self.checks = {}
+        self.run_id = uuid.uuid4().hex  # this run's seals, for stop()
 
     @property
     def description(self):
@@ -409,8 +422,8 @@ class LocalRunner:
         return grade_notebook(task, self.checks[task.notebook])
 
     def stop(self):
-        """Kill every seal still running (Ctrl-C)."""
-        terminate_all()
+        """Kill this run's seals still running and start no new one (Ctrl-C)."""
+        terminate_group(self.run_id)
 
     def close(self):
         release_seals()
@@ -433,6 +446,7 @@ class DaskRunner:
         self.futures = set()
         self._futures_lock = threading.Lock()
         self.jobs = jobs or 1
+        self.run_id = uuid.uuid4().hex  # this run's seals on the workers, for stop()
 
     @property
     def description(self):
@@ -475,7 +489,6 @@ class DaskRunner:
 
     def start(self, checks):
         """``checks``: ``{notebook: NotebookChecks}``, sent once to every worker."""
-        self.client.run(allow_new_seals)  # a previous run's Ctrl-C left the workers refusing new seals
         # sent once to every worker, not with every task
         self.checks = {name: self.client.scatter(value, broadcast=True, hash=False) for name, value in checks.items()}
 
@@ -491,7 +504,8 @@ class DaskRunner:
                 self.futures.discard(future)
 
     def stop(self):
-        """Cancel what is queued and kill the seals running on the workers (Ctrl-C)."""
+        """Cancel what is queued and kill this run's seals on the workers (Ctrl-C); other graders' seals on the
+        same workers go on."""
         if self.client is None:
             return
         with self._futures_lock:
@@ -499,7 +513,7 @@ class DaskRunner:
         with contextlib.suppress(Exception):
             self.client.cancel(futures, force=True)
         with contextlib.suppress(Exception):
-            self.client.run(terminate_all)
+            self.client.run(terminate_group, self.run_id)
 
     def close(self):
         if self.client is not None:
