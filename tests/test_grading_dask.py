@@ -242,3 +242,13 @@ def test_stopping_one_run_leaves_the_seals_of_another(released, checks):
     assert results["other"].answered and results["other"].error is None
     with pytest.raises(KeyboardInterrupt):  # a stopped run starts no new seal
         grade_notebook(task_for("again", sleeping, run_id="stopped"), checks)
+
+
+@pytest.mark.parametrize("address", ["foo", "tcp://host", "http://host:8786", "tcp://host:0"])
+def test_a_malformed_scheduler_address_is_refused_at_once(released, address, tmp_path):
+    start = time.monotonic()
+    result = run_cli("autograde", ASSIGNMENT, str(tmp_path), "--scheduler", address, cwd=released)
+    assert result.returncode == 2 and "tcp://HOST:PORT" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and time.monotonic() - start < 30
+    with pytest.raises(CourseError, match="tcp://HOST:PORT"):
+        DaskRunner(address).connect()

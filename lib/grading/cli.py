@@ -74,6 +74,15 @@ def _positive_int(text):
     return value
 
 
+def _scheduler_address(text):
+    from .tasks import check_scheduler_address
+
+    try:
+        return check_scheduler_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not argparse's usage block
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -122,7 +131,7 @@ def build_parser():
                    help="grade every student again, also those graded before from the same submission")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--keep-scratch", action="store_true", help="keep the scratch folders (for debugging)")
-    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT", type=_scheduler_address,
                    help="grade on the workers of this Dask cluster instead of this machine; --jobs is then how "
                         "many notebooks are in flight (default: the cluster's worker threads)")
 

@@ -32,6 +32,7 @@ import fcntl
 import hashlib
 import os
 import pickle
+import re
 import shutil
 import stat
 import tempfile
@@ -43,7 +44,7 @@ from .seal import SEAL_SLOTS, Seal, SealLimits, SealUnavailable, allow_new_seals
     terminate_group
 
 __all__ = ["GradingTask", "NotebookChecks", "GradedNotebook", "grade_notebook", "library_digest", "LocalRunner",
-           "DaskRunner", "WorkerMismatch", "FAILURE", "verdict_output", "stop_reason"]
+           "DaskRunner", "WorkerMismatch", "FAILURE", "verdict_output", "stop_reason", "check_scheduler_address"]
 
 #: the error name of a failed verdict in the autograded notebook
 FAILURE = "GradingFailure"
@@ -429,6 +430,18 @@ class LocalRunner:
         release_seals()
 
 
+_ADDRESS = re.compile(r"^(?:(tcp|tls)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$")
+
+
+def check_scheduler_address(address):
+    """``address`` if it names a Dask scheduler as ``tcp://HOST:PORT`` (or ``tls://``, or ``HOST:PORT``);
+    ``ValueError`` with one line otherwise."""
+    match = _ADDRESS.match(address.strip()) if isinstance(address, str) else None
+    if not match or not 0 < int(match[3]) < 65536:
+        raise ValueError(f"a Dask scheduler's address is tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786), got {address!r}")
+    return address.strip()
+
+
 class DaskRunner:
     """Grades on the workers of a Dask distributed cluster; the grader only prepares, waits and records.
 
@@ -458,6 +471,10 @@ class DaskRunner:
         :class:`grading.coursedir.CourseError` with one line otherwise."""
         from .coursedir import CourseError
 
+        try:
+            check_scheduler_address(self.address)
+        except ValueError as error:
+            raise CourseError(str(error)) from None
         try:
             from distributed import Client
         except ImportError:
