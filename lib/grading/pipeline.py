@@ -155,7 +155,6 @@ def _one_line(text, width):
 class _Run:
     """What the threads of one autograde run share."""
 
-    course: object
     assignment: str
     runner: object  # grading.tasks.LocalRunner or DaskRunner
     limits: SealLimits
@@ -378,7 +377,7 @@ def _autograde(course, assignment, submissions_path, *, runner, limits, cell_tim
         timeout = cell_timeout or config.get("ExecutePreprocessor", {}).get("timeout", 60) or 60
         log_dir = os.path.join(grading_dir, "logs", assignment)
         os.makedirs(log_dir, exist_ok=True)
-        run = _Run(course, assignment, runner, limits, log_dir, int(timeout), state, digests, library_digest(),
+        run = _Run(assignment, runner, limits, log_dir, int(timeout), state, digests, library_digest(),
                    keep_scratch)
         sealed_execute = type("SealedExecute", (SealedExecute,), {"run": run})
         apply_verdicts = type("ApplyVerdicts", (ApplyVerdicts,), {"run": run})

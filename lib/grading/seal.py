@@ -45,8 +45,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-__all__ = ["SealLimits", "SealOutcome", "SealUnavailable", "Seal", "find_bwrap", "terminate_all",
-           "allow_new_seals", "terminate_group", "SEAL_SLOTS"]
+__all__ = ["SealLimits", "SealOutcome", "SealUnavailable", "Seal", "find_bwrap", "terminate_group", "SEAL_SLOTS"]
 
 MIB = 1024 * 1024
 UID_BASE = 200_000  # as root, seal number i runs as uid UID_BASE + i (no such user exists)
@@ -162,20 +161,9 @@ def _system_binds():
 # --------------------------------------------------------------------------------------------------
 # the seals of one grading run
 # --------------------------------------------------------------------------------------------------
-_running = set()
 _groups = {}  # group (one grading run) -> its seals running now
 _stopped_groups = set()
 _running_lock = threading.Lock()
-_stopping = threading.Event()
-
-
-def terminate_all():
-    """Kill every seal still running and start no new one (e.g. after Ctrl-C)."""
-    _stopping.set()
-    with _running_lock:
-        processes = list(_running)
-    for process in processes:
-        _kill(process)
 
 
 def terminate_group(group):
@@ -186,11 +174,6 @@ def terminate_group(group):
         processes = list(_groups.get(group, ()))
     for process in processes:
         _kill(process)
-
-
-def allow_new_seals():
-    """Undo :func:`terminate_all` (for a new run in the same process)."""
-    _stopping.clear()
 
 
 def _kill(process):
@@ -326,7 +309,7 @@ class Seal:
         """Execute the job in ``job_dir`` in a fresh seal and wait for it; never raises for the student's doing.
 
         ``group`` names the grading run the seal belongs to (:func:`terminate_group`)."""
-        if _stopping.is_set() or (group is not None and group in _stopped_groups):
+        if group is not None and group in _stopped_groups:
             raise KeyboardInterrupt("grading was stopped")
         limits = self.limits
         start = time.monotonic()
@@ -336,12 +319,12 @@ class Seal:
             process = subprocess.Popen(self.command(job_dir, slot, cell_timeout), stdin=subprocess.DEVNULL,
                                        stdout=subprocess.PIPE, stderr=log, start_new_session=True,
                                        close_fds=True)
-        with _running_lock:
-            _running.add(process)
-            if group is not None:
+        stopped_now = False
+        if group is not None:
+            with _running_lock:
                 _groups.setdefault(group, set()).add(process)
-            stopped_now = _stopping.is_set() or (group is not None and group in _stopped_groups)
-        if stopped_now:
+                stopped_now = group in _stopped_groups
+        if stopped_now:  # stopped while it started
             _kill(process)
         state = {"stopped": None}
 
@@ -385,11 +368,10 @@ class Seal:
         finally:
             reader.join(timeout=10)
             process.stdout.close()
-            with _running_lock:
-                _running.discard(process)
-                if group is not None:
-                    _groups.get(group, set()).discard(process)
-                    if not _groups.get(group, True):
+            if group is not None:
+                with _running_lock:
+                    _groups[group].discard(process)
+                    if not _groups[group]:
                         del _groups[group]
         stopped = state["stopped"]
         result = None

@@ -40,8 +40,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
-from .seal import SEAL_SLOTS, Seal, SealLimits, SealUnavailable, allow_new_seals, find_bwrap, sealed_packages, \
-    terminate_group
+from .seal import SEAL_SLOTS, Seal, SealLimits, SealUnavailable, find_bwrap, sealed_packages, terminate_group
 
 __all__ = ["GradingTask", "NotebookChecks", "GradedNotebook", "grade_notebook", "library_digest", "LocalRunner",
            "DaskRunner", "WorkerMismatch", "FAILURE", "verdict_output", "stop_reason", "check_scheduler_address"]
@@ -244,7 +243,7 @@ def grade_notebook(task, checks):
     ``stopped``, ``error``) and every test cell without a right output gets 0 points. It raises only for the
     grader's own problems: :class:`WorkerMismatch` when this machine runs other course code than the grader,
     :class:`grading.seal.SealUnavailable` when no bubblewrap works here, ``KeyboardInterrupt`` after
-    :func:`grading.seal.terminate_all`.
+    :func:`grading.seal.terminate_group` of its run.
     """
     import nbformat
 
@@ -416,7 +415,6 @@ class LocalRunner:
 
     def start(self, checks):
         """``checks``: ``{notebook: NotebookChecks}``."""
-        allow_new_seals()
         self.checks = dict(checks)
 
     def grade(self, task):
